@@ -1,0 +1,352 @@
+#!/usr/bin/env bash
+# Fetch real observability backends for the end-to-end tests from Debian trixie,
+# without Docker and without touching the system's apt sources:
+#
+#   prometheus, promtool                 (package prometheus, promtool)
+#   alertmanager, amtool                 (package prometheus-alertmanager)
+#   vmagent                              (package victoria-metrics; receives OTLP/HTTP metrics)
+#
+# Usage:  eval "$(bash scripts/fetch-backends.sh [CACHE_DIR])"
+#
+# CACHE_DIR defaults to .cache/obs under the repository root. The packages are
+# downloaded with `apt-get download` through a private apt configuration that lives in
+# CACHE_DIR/apt and unpacked with `dpkg -x` into CACHE_DIR/root. CACHE_DIR/bin gets
+# prometheus, promtool, amtool, vmagent (symlinks) and alertmanager (a wrapper script,
+# see below).
+#
+# stdout: only `export NAME=VALUE` lines for PROMETHEUS PROMTOOL AMTOOL ALERTMANAGER
+#         VMAGENT OBS_BIN. Progress and errors go to stderr.
+#
+# Environment:
+#   OBS_MIRROR   Debian mirror URI (default: the Debian mirror found in the system's apt
+#                sources, /etc/apt/sources.list and /etc/apt/sources.list.d/*)
+#   OBS_SUITE    Debian suite to fetch from (default: trixie)
+#   OBS_KEYRING  keyring that signs the suite (default: the debian-archive-keyring file)
+#   OBS_FORCE=1  re-check the mirror even if the index is fresh
+#   OBS_PRUNE=0  keep docs, man pages and unused VictoriaMetrics tools
+#
+# Fast path: when the unpacked tree is complete and the package index is less than 24 h
+# old, no apt command runs at all. When the index is older and the mirror cannot be
+# reached, an existing complete tree is still used (with a warning); without a tree the
+# script exits non-zero.
+set -euo pipefail
+
+log() { printf '[fetch-backends] %s\n' "$*" >&2; }
+die() {
+    printf '[fetch-backends] ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE_DIR=${1:-$REPO_ROOT/.cache/obs}
+SUITE=${OBS_SUITE:-trixie}
+KEYRING=${OBS_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
+PACKAGES=(prometheus promtool prometheus-alertmanager victoria-metrics)
+# name in bin/  ->  binary name inside the unpacked packages
+BIN_NAMES=(prometheus promtool amtool alertmanager vmagent)
+INDEX_MAX_AGE_MIN=1440
+
+for tool in apt-get apt-cache dpkg-deb flock; do
+    command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found: this script needs a Debian-based system"
+done
+
+mkdir -p "$CACHE_DIR"
+CACHE_DIR=$(cd "$CACHE_DIR" && pwd)
+APTDIR=$CACHE_DIR/apt
+ROOT=$CACHE_DIR/root
+BIN=$CACHE_DIR/bin
+ARCHIVES=$APTDIR/cache/archives
+STAMP=$CACHE_DIR/.index-stamp
+MANIFEST=$ROOT/.obs-versions
+
+# One run at a time per cache dir (e.g. several pytest workers). A cache that this user
+# cannot write to (made by another user) can still be used read-only by the fast path.
+if { exec 9>>"$CACHE_DIR/.lock"; } 2>/dev/null; then
+    flock -w 900 9 || die "timed out waiting for the lock on $CACHE_DIR/.lock"
+else
+    log "warning: cannot create $CACHE_DIR/.lock; running without a lock"
+fi
+
+print_exports() {
+    printf 'export %s=%q\n' \
+        PROMETHEUS "$BIN/prometheus" \
+        PROMTOOL "$BIN/promtool" \
+        AMTOOL "$BIN/amtool" \
+        ALERTMANAGER "$BIN/alertmanager" \
+        VMAGENT "$BIN/vmagent" \
+        OBS_BIN "$BIN"
+}
+
+tree_complete() {
+    [ -f "$MANIFEST" ] || return 1
+    local name
+    for name in "${BIN_NAMES[@]}"; do
+        [ -x "$BIN/$name" ] || return 1
+    done
+    [ -x "$ROOT/usr/bin/prometheus-alertmanager" ] || return 1
+}
+
+index_fresh() {
+    [ -f "$STAMP" ] && [ -n "$(find "$STAMP" -mmin -"$INDEX_MAX_AGE_MIN" 2>/dev/null)" ]
+}
+
+# ---- fast path -------------------------------------------------------------------------
+if [ "${OBS_FORCE:-0}" != 1 ] && tree_complete && index_fresh; then
+    log "up to date in $CACHE_DIR (index < 24 h old); no apt calls"
+    print_exports
+    exit 0
+fi
+
+# ---- find the Debian mirror ------------------------------------------------------------
+# Prints "URI SUITE" for every deb entry of the system's apt sources (one-line and deb822).
+list_system_sources() {
+    local f
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -r "$f" ] || continue
+        awk '
+            /^[[:space:]]*#/ { next }
+            $1 == "deb" {
+                i = 2
+                if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+                if (i + 1 <= NF) print $i, $(i + 1)
+            }' "$f"
+    done
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -r "$f" ] || continue
+        awk '
+            function flush(   u, s, nu, ns, a, b) {
+                if (types ~ /(^|[[:space:]])deb([[:space:]]|$)/ && enabled !~ /^[[:space:]]*(no|false|0)/) {
+                    nu = split(uris, a, /[[:space:]]+/); ns = split(suites, b, /[[:space:]]+/)
+                    for (u = 1; u <= nu; u++) for (s = 1; s <= ns; s++)
+                        if (a[u] != "" && b[s] != "") print a[u], b[s]
+                }
+                types = uris = suites = enabled = ""; field = ""
+            }
+            /^[[:space:]]*#/ { next }
+            /^[[:space:]]*$/ { flush(); next }
+            /^[ \t]/ {   # continuation line of a multi-line field
+                if (field == "uris") uris = uris " " $0
+                else if (field == "suites") suites = suites " " $0
+                next
+            }
+            {
+                key = tolower($0); sub(/:.*/, "", key)
+                val = $0; sub(/^[^:]*:[[:space:]]*/, "", val)
+                field = key
+                if (key == "types") types = val
+                else if (key == "uris") uris = val
+                else if (key == "suites") suites = val
+                else if (key == "enabled") enabled = tolower(val)
+            }
+            END { flush() }' "$f"
+    done
+}
+
+find_mirror() {
+    local uri suite base
+    while read -r uri suite; do
+        case "$uri" in http://* | https://* | ftp://* | file:/*) ;; *) continue ;; esac
+        case "$uri" in *security*) continue ;; esac
+        base=${suite%%-*}
+        base=${base%%/*}
+        case "$base" in
+            sid | unstable | testing | stable | oldstable | oldoldstable | forky | trixie | bookworm | bullseye | buster | duke) ;;
+            *) continue ;;
+        esac
+        case "$suite" in *security* | */updates) continue ;; esac
+        printf '%s\n' "${uri%/}"
+        return 0
+    done < <(list_system_sources)
+    return 1
+}
+
+if [ -n "${OBS_MIRROR:-}" ]; then
+    MIRROR=${OBS_MIRROR%/}
+else
+    MIRROR=$(find_mirror) || die "no Debian mirror found in the system's apt sources; set OBS_MIRROR=<uri>/debian"
+fi
+[ -r "$KEYRING" ] || die "keyring $KEYRING not readable (install debian-archive-keyring or set OBS_KEYRING)"
+
+# ---- private apt configuration ---------------------------------------------------------
+mkdir -p "$APTDIR/etc/sources.list.d" "$APTDIR/etc/preferences.d" \
+    "$APTDIR/lists/partial" "$ARCHIVES/partial"
+[ -f "$APTDIR/status" ] || : >"$APTDIR/status"
+printf 'deb [signed-by=%s] %s %s main\n' "$KEYRING" "$MIRROR" "$SUITE" >"$APTDIR/etc/sources.list"
+
+if [ "$(id -u)" = 0 ]; then SANDBOX_USER=root; else SANDBOX_USER=$(id -un); fi
+APT_OPTS=(
+    -o "Dir::Etc::SourceList=$APTDIR/etc/sources.list"
+    -o "Dir::Etc::SourceParts=$APTDIR/etc/sources.list.d"
+    -o "Dir::Etc::Preferences=$APTDIR/etc/preferences"
+    -o "Dir::Etc::PreferencesParts=$APTDIR/etc/preferences.d"
+    -o "Dir::State::Lists=$APTDIR/lists"
+    -o "Dir::State::status=$APTDIR/status"
+    -o "Dir::State::extended_states=$APTDIR/extended_states"
+    -o "Dir::Cache=$APTDIR/cache"
+    -o "Dir::Cache::archives=$ARCHIVES"
+    -o "Dir::Cache::pkgcache=pkgcache.bin"
+    -o "Dir::Cache::srcpkgcache=srcpkgcache.bin"
+    -o "APT::Sandbox::User=$SANDBOX_USER"
+    -o "Acquire::Languages=none"
+    -o "Acquire::GzipIndexes=true"
+    -o "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false"
+    -o "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false"
+    -o "Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false"
+    -o "Acquire::IndexTargets::deb::CNF::DefaultEnabled=false"
+    -o "Acquire::http::Timeout=20"
+    -o "Acquire::https::Timeout=20"
+    -o "Acquire::Retries=2"
+)
+
+use_stale_tree_or_die() {
+    if [ "${OBS_FORCE:-0}" != 1 ] && tree_complete; then
+        log "WARNING: $1"
+        log "WARNING: using the existing (possibly outdated) tree in $CACHE_DIR"
+        print_exports
+        exit 0
+    fi
+    die "$1"
+}
+
+log "updating the $SUITE index from $MIRROR (private apt config in $APTDIR)"
+if ! timeout 600 apt-get "${APT_OPTS[@]}" -q --error-on=any update >&2; then
+    use_stale_tree_or_die "cannot reach the Debian mirror $MIRROR (apt-get update for $SUITE failed; set OBS_MIRROR to another mirror?)"
+fi
+
+declare -A WANT=()
+for pkg in "${PACKAGES[@]}"; do
+    ver=$(apt-cache "${APT_OPTS[@]}" policy "$pkg" 2>/dev/null | awk '$1 == "Candidate:" { print $2; exit }')
+    if [ -z "$ver" ] || [ "$ver" = "(none)" ]; then
+        use_stale_tree_or_die "package $pkg not found in $SUITE at $MIRROR"
+    fi
+    WANT[$pkg]=$ver
+done
+touch "$STAMP"
+
+want_manifest() {
+    local pkg
+    for pkg in "${PACKAGES[@]}"; do printf '%s %s\n' "$pkg" "${WANT[$pkg]}"; done
+}
+
+if tree_complete && [ "$(cat "$MANIFEST")" = "$(want_manifest)" ]; then
+    log "unpacked versions match the $SUITE candidates; nothing to do"
+    print_exports
+    exit 0
+fi
+
+# ---- download --------------------------------------------------------------------------
+# Prints the cached .deb of PKG at VERSION, if any.
+cached_deb() {
+    local f
+    for f in "$ARCHIVES/$1"_*.deb; do
+        [ -f "$f" ] || continue
+        if [ "$(dpkg-deb -f "$f" Package Version 2>/dev/null | tr '\n' ' ')" = "Package: $1 Version: $2 " ]; then
+            printf '%s\n' "$f"
+            return 0
+        fi
+    done
+    return 1
+}
+
+DEBS=()
+for pkg in "${PACKAGES[@]}"; do
+    ver=${WANT[$pkg]}
+    if ! deb=$(cached_deb "$pkg" "$ver"); then
+        # Drop other versions of this package, then download the candidate.
+        for f in "$ARCHIVES/$pkg"_*.deb; do
+            if [ -f "$f" ]; then rm -f -- "$f"; fi
+        done
+        log "downloading $pkg $ver"
+        if ! (cd "$ARCHIVES" && timeout 900 apt-get "${APT_OPTS[@]}" -q download "$pkg=$ver" >&2); then
+            use_stale_tree_or_die "apt-get download $pkg=$ver from $MIRROR failed"
+        fi
+        deb=$(cached_deb "$pkg" "$ver") || die "downloaded $pkg $ver but found no matching .deb in $ARCHIVES"
+    else
+        log "using cached $(basename "$deb")"
+    fi
+    DEBS+=("$deb")
+done
+
+# ---- unpack ----------------------------------------------------------------------------
+NEW_ROOT=$CACHE_DIR/root.new.$$
+trap 'rm -rf -- "$NEW_ROOT"' EXIT
+rm -rf -- "$NEW_ROOT"
+mkdir -p "$NEW_ROOT"
+for deb in "${DEBS[@]}"; do
+    log "unpacking $(basename "$deb")"
+    dpkg-deb -x "$deb" "$NEW_ROOT"
+done
+if [ "${OBS_PRUNE:-1}" != 0 ]; then
+    rm -rf -- "$NEW_ROOT/usr/share/doc" "$NEW_ROOT/usr/share/man" "$NEW_ROOT/usr/share/lintian"
+    for unused in vmbackup vmrestore vmctl vmauth; do rm -f -- "$NEW_ROOT/usr/bin/$unused"; done
+fi
+want_manifest >"$NEW_ROOT/.obs-versions"
+rm -rf -- "$ROOT"
+mv -- "$NEW_ROOT" "$ROOT"
+trap - EXIT
+
+# ---- bin/ ------------------------------------------------------------------------------
+find_binary() {
+    local d
+    for d in usr/bin usr/sbin bin sbin; do
+        if [ -x "$ROOT/$d/$1" ]; then
+            printf '%s\n' "$d/$1"
+            return 0
+        fi
+    done
+    die "binary $1 not found in the unpacked packages under $ROOT"
+}
+
+rm -rf -- "$BIN"
+mkdir -p "$BIN"
+for pair in prometheus:prometheus promtool:promtool amtool:amtool vmagent:vmagent; do
+    name=${pair%%:*}
+    rel=$(find_binary "${pair#*:}")
+    ln -s "../root/$rel" "$BIN/$name"
+done
+find_binary prometheus-alertmanager >/dev/null
+
+# Debian's Alertmanager (patch 02-Do_not_embed_blobs) loads its default template from the
+# hard-coded path /usr/share/prometheus/alertmanager/default.tmpl and exits without it.
+# The wrapper overlays the unpacked usr/share on top of /usr/share inside a private mount
+# namespace of its own (a user namespace too when not root), so nothing changes on the
+# host. Both sh and unshare exec, so the wrapper's PID ends up being Alertmanager's.
+cat >"$BIN/alertmanager" <<'WRAPPER'
+#!/bin/sh
+# Generated by scripts/fetch-backends.sh: runs Debian's prometheus-alertmanager from the
+# unpacked tree with its hard-coded template directory made visible.
+set -e
+here=$(dirname "$(readlink -f "$0")")
+root=$(readlink -f "$here/../root")
+am=$root/usr/bin/prometheus-alertmanager
+if [ -r /usr/share/prometheus/alertmanager/default.tmpl ]; then
+    exec "$am" "$@"
+fi
+command -v unshare >/dev/null 2>&1 || {
+    echo "alertmanager wrapper: 'unshare' (util-linux) is needed to overlay the templates" >&2
+    exit 1
+}
+case "$root" in *:* | *,*)
+    echo "alertmanager wrapper: the cache path must not contain ':' or ',': $root" >&2
+    exit 1
+    ;;
+esac
+if [ "$(id -u)" = 0 ]; then ns=-m; else ns=-Urm; fi
+exec unshare "$ns" --propagation private sh -c '
+    root=$1; shift
+    if ! mount -t overlay obs-am -o "lowerdir=$root/usr/share:/usr/share" /usr/share; then
+        echo "alertmanager wrapper: cannot overlay $root/usr/share on /usr/share (mount namespaces or overlayfs not permitted?)" >&2
+        exit 1
+    fi
+    exec "$@"
+' alertmanager-wrapper "$root" "$am" "$@"
+WRAPPER
+chmod 0755 "$BIN/alertmanager"
+
+for name in "${BIN_NAMES[@]}"; do
+    [ -x "$BIN/$name" ] || die "$BIN/$name is missing or not executable"
+done
+# The binary package caches are rebuilt by apt when needed; they only take disk space.
+rm -f -- "$APTDIR/cache/pkgcache.bin" "$APTDIR/cache/srcpkgcache.bin"
+log "ready in $BIN: $(want_manifest | tr '\n' ' ')"
+print_exports

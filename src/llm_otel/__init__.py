@@ -1,0 +1,34 @@
+"""llm-otel: OpenTelemetry spans, metrics, cost and budgets for every LLM call, in one line.
+
+import llm_otel
+llm_otel.instrument()
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from ._api import flush, instrument, ledger_path, session_usage, uninstrument
+from .config import ConfigError, ModelPrice, Settings
+from .context import context
+from .errors import CallBlocked
+from .records import CallInfo, UsageProcessor, UsageRecord
+from .usage import Usage
+
+__all__ = [
+    "CallBlocked",
+    "CallInfo",
+    "ConfigError",
+    "ModelPrice",
+    "Settings",
+    "Usage",
+    "UsageProcessor",
+    "UsageRecord",
+    "__version__",
+    "context",
+    "flush",
+    "instrument",
+    "ledger_path",
+    "session_usage",
+    "uninstrument",
+]

@@ -1,0 +1,161 @@
+"""One validated Settings object from keyword arguments, environment variables and an optional YAML file.
+
+Precedence, highest first: ``instrument(...)`` keyword arguments, environment (``LLM_OTEL_*``, ``OTEL_*``),
+the YAML file named by ``config_file=`` or ``LLM_OTEL_CONFIG``, defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    """Invalid llm-otel configuration; the message names the field, the value and where it came from."""
+
+
+class ModelPrice(BaseModel):
+    """A user price override in USD per million tokens. Missing cache prices fall back to ``input``."""
+
+    model_config = ConfigDict(extra="forbid")
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_read: float | None = Field(default=None, ge=0)
+    cache_write: float | None = Field(default=None, ge=0)
+
+
+class Settings(BaseModel):
+    """Everything llm-otel can be told. See docs/configuration.md."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint: str | None = None
+    """OTLP/HTTP base endpoint (``http://host:4318``); None means no export (embedded ledger only)."""
+    service_name: str | None = None
+    ledger: bool | str = True
+    """True: default path under the user data dir; a string: that file; False: no ledger."""
+    capture_content: bool = False
+    inject_stream_usage: bool = True
+    metric_attributes: list[str] = Field(default_factory=list)
+    """``llm_otel.context`` keys that may also go on metrics (they must be low-cardinality)."""
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    """Price overrides keyed by model name or ``provider:model``; they win over genai-prices."""
+    latest_semconv: bool = False
+    budgets: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_is_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL, for example http://127.0.0.1:4318")
+        return value.rstrip("/") if value else value
+
+    @field_validator("metric_attributes")
+    @classmethod
+    def _keys_are_identifiers(cls, value: list[str]) -> list[str]:
+        for key in value:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_.]*$", key):
+                raise ValueError(f"{key!r} is not a valid attribute key")
+        return value
+
+
+def _env_bool(name: str, raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ConfigError(f"environment variable {name}={raw!r}: expected true or false")
+
+
+def _from_env(env: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    endpoint = env.get("LLM_OTEL_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if endpoint:
+        out["endpoint"] = endpoint
+    if env.get("OTEL_SERVICE_NAME"):
+        out["service_name"] = env["OTEL_SERVICE_NAME"]
+    if "LLM_OTEL_LEDGER" in env:
+        raw = env["LLM_OTEL_LEDGER"].strip()
+        out["ledger"] = False if raw.lower() in _FALSE else raw
+    capture = env.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+    if capture is not None:
+        # The conventions' modes (span_only, event_only, span_and_event) and the legacy "true" all turn it on.
+        out["capture_content"] = capture.strip().lower() not in _FALSE | {"no_content"}
+    if "LLM_OTEL_INJECT_STREAM_USAGE" in env:
+        out["inject_stream_usage"] = _env_bool("LLM_OTEL_INJECT_STREAM_USAGE", env["LLM_OTEL_INJECT_STREAM_USAGE"])
+    if env.get("LLM_OTEL_METRIC_ATTRIBUTES"):
+        out["metric_attributes"] = [k.strip() for k in env["LLM_OTEL_METRIC_ATTRIBUTES"].split(",") if k.strip()]
+    if "gen_ai_latest_experimental" in env.get("OTEL_SEMCONV_STABILITY_OPT_IN", ""):
+        out["latest_semconv"] = True
+    return out
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def load_file(path: str | Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Read a YAML config file, substituting ``${VAR}`` and ``${VAR:-default}`` from the environment."""
+    import yaml  # only when a file is used
+
+    env = dict(os.environ) if env is None else env
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read it ({exc.strerror or exc})") from None
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"config file {path}: environment variable {name} is not set (used as ${{{name}}})")
+
+    try:
+        data = yaml.safe_load(_VAR.sub(substitute, text)) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: the top level must be a mapping of settings")
+    return data
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        value = err.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"{source}: {where}: {err['msg']}{shown}")
+    return "; ".join(lines)
+
+
+def load_settings(
+    overrides: dict[str, Any] | None = None,
+    *,
+    config_file: str | Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Settings:
+    """Merge defaults, file, environment and keyword overrides into one validated ``Settings``."""
+    env = dict(os.environ) if env is None else env
+    merged: dict[str, Any] = {}
+    source = "instrument() arguments / environment"
+    file_name = config_file or env.get("LLM_OTEL_CONFIG")
+    if file_name:
+        merged.update(load_file(file_name, env))
+        source = f"config file {file_name} / environment / instrument() arguments"
+    merged.update(_from_env(env))
+    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None

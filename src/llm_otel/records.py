@@ -1,0 +1,52 @@
+"""The usage record every finished call produces, and the processor interface that consumes it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .usage import Usage
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    """What one logical LLM call used: the same measurements that feed the metrics."""
+
+    timestamp: float  # unix seconds at call start
+    provider: str
+    operation: str
+    request_model: str | None
+    response_model: str | None
+    usage: Usage | None
+    usage_complete: bool
+    cost_usd: float | None
+    duration_s: float
+    time_to_first_chunk_s: float | None = None
+    throttle_wait_s: float = 0.0
+    retry_wait_s: float = 0.0
+    retries: int = 0
+    error_type: str | None = None
+    stream_end: str | None = None
+    streaming: bool = False
+    server_address: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+    trace_id: str | None = None
+    span_id: str | None = None
+
+
+@dataclass(slots=True)
+class CallInfo:
+    """What is known about a call before its request leaves the process (for processors that may block)."""
+
+    provider: str
+    operation: str
+    request_model: str | None
+    attributes: dict[str, str]
+
+
+class UsageProcessor(Protocol):
+    """Consumes usage records. ``before_call`` may raise to stop a call (budgets); ``on_usage`` must not."""
+
+    def before_call(self, info: CallInfo) -> None: ...
+
+    def on_usage(self, record: UsageRecord) -> None: ...

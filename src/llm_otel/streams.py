@@ -1,0 +1,182 @@
+"""Stream proxies: the user sees the SDK's stream (same type checks, same chunks), we see every chunk.
+
+The call's record ends exactly once, whichever comes first:
+- the stream is read to the end (``completed``) or raises (``error``);
+- the consumer stops early: ``break`` out of a ``for`` loop, ``close()``, leaving a ``with`` block, or
+  a helper closing the HTTP response directly (``client_closed``);
+- the stream object is garbage collected unread or half read (``gc``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import wrapt
+
+from . import semconv as sc
+from .record import CallRecord
+
+#: observe(record, chunk) -> True to pass the chunk on, False to swallow it (a chunk we caused).
+Observer = Callable[[CallRecord, Any], bool]
+
+
+def _gc_end(record: CallRecord) -> None:
+    if not sys.is_finalizing():
+        record.finish(stream_end=sc.STREAM_GC)
+
+
+def _generator_running(stream: Any) -> bool:
+    it = getattr(stream, "_iterator", None)
+    return bool(getattr(it, "gi_running", False) or getattr(it, "ag_running", False))
+
+
+def hook_response_close(stream: Any, record: CallRecord, method: str) -> None:
+    """End the record when the HTTP response under ``stream`` is closed by someone other than the stream's
+    own generator (the SDK stream helpers close the response directly, bypassing the stream object)."""
+    response = getattr(stream, "response", None)
+    original = getattr(response, method, None) if response is not None else None
+    if original is None:
+        return
+
+    def close(*args: Any, **kwargs: Any) -> Any:
+        # Ignore closes from the stream's own generator (it reports its outcome itself) and repeats.
+        if not record.ended and not getattr(response, "is_closed", False) and not _generator_running(stream):
+            record.finish(stream_end=sc.STREAM_CLIENT_CLOSED)
+        return original(*args, **kwargs)
+
+    with contextlib.suppress(AttributeError, TypeError):  # a response type that refuses instance attributes
+        setattr(response, method, close)
+
+
+class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """Wraps a synchronous SDK stream; see the module docstring."""
+
+    def __init__(self, wrapped: Any, record: CallRecord, observe: Observer) -> None:
+        super().__init__(wrapped)
+        self._self_record = record
+        self._self_observe = observe
+        finalizer = weakref.finalize(self, _gc_end, record)
+        finalizer.atexit = False
+        hook_response_close(wrapped, record, "close")
+
+    def __iter__(self) -> Any:
+        record, observe = self._self_record, self._self_observe
+        try:
+            for item in self.__wrapped__:
+                if observe(record, item):
+                    yield item
+        except GeneratorExit:
+            record.finish(stream_end=sc.STREAM_CLIENT_CLOSED)
+            raise
+        except BaseException as exc:
+            record.finish(exc, stream_end=sc.STREAM_ERROR)
+            raise
+        record.finish(stream_end=sc.STREAM_COMPLETED)
+
+    def __next__(self) -> Any:
+        record, observe = self._self_record, self._self_observe
+        while True:
+            try:
+                item = self.__wrapped__.__next__()
+            except StopIteration:
+                record.finish(stream_end=sc.STREAM_COMPLETED)
+                raise
+            except BaseException as exc:
+                record.finish(exc, stream_end=sc.STREAM_ERROR)
+                raise
+            if observe(record, item):
+                return item
+
+    def __enter__(self) -> SyncStreamProxy:
+        self.__wrapped__.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(*exc_info)
+        finally:
+            self._self_record.finish(stream_end=sc.STREAM_CLIENT_CLOSED)
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            self._self_record.finish(stream_end=sc.STREAM_CLIENT_CLOSED)
+
+
+def _cancelled(exc: BaseException) -> bool:
+    return isinstance(exc, (GeneratorExit, asyncio.CancelledError))
+
+
+class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """Wraps an asynchronous SDK stream; see the module docstring."""
+
+    def __init__(self, wrapped: Any, record: CallRecord, observe: Observer) -> None:
+        super().__init__(wrapped)
+        self._self_record = record
+        self._self_observe = observe
+        finalizer = weakref.finalize(self, _gc_end, record)
+        finalizer.atexit = False
+        hook_response_close(wrapped, record, "aclose")
+
+    def __aiter__(self) -> Any:
+        return self._llm_otel_iterate()
+
+    async def _llm_otel_iterate(self) -> Any:
+        record, observe = self._self_record, self._self_observe
+        try:
+            async for item in self.__wrapped__:
+                if observe(record, item):
+                    yield item
+        except BaseException as exc:
+            if _cancelled(exc):
+                record.finish(stream_end=sc.STREAM_CLIENT_CLOSED)
+            else:
+                record.finish(exc, stream_end=sc.STREAM_ERROR)
+            raise
+        record.finish(stream_end=sc.STREAM_COMPLETED)
+
+    async def __anext__(self) -> Any:
+        record, observe = self._self_record, self._self_observe
+        while True:
+            try:
+                item = await self.__wrapped__.__anext__()
+            except StopAsyncIteration:
+                record.finish(stream_end=sc.STREAM_COMPLETED)
+                raise
+            except BaseException as exc:
+                if _cancelled(exc):
+                    record.finish(stream_end=sc.STREAM_CLIENT_CLOSED)
+                else:
+                    record.finish(exc, stream_end=sc.STREAM_ERROR)
+                raise
+            if observe(record, item):
+                return item
+
+    async def __aenter__(self) -> AsyncStreamProxy:
+        await self.__wrapped__.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(*exc_info)
+        finally:
+            self._self_record.finish(stream_end=sc.STREAM_CLIENT_CLOSED)
+
+    async def close(self) -> Any:
+        try:
+            return await self.__wrapped__.close()
+        finally:
+            self._self_record.finish(stream_end=sc.STREAM_CLIENT_CLOSED)
+
+    async def aclose(self) -> Any:
+        try:
+            closer = getattr(self.__wrapped__, "aclose", None) or self.__wrapped__.close
+            return await closer()
+        finally:
+            self._self_record.finish(stream_end=sc.STREAM_CLIENT_CLOSED)
