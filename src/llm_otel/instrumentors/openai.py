@@ -10,6 +10,7 @@ rate-limit headers.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import weakref
 from typing import Any, ClassVar
@@ -274,7 +275,7 @@ class OpenAIInstrumentor(LLMInstrumentor):
             return result
         if http_response is not None:
             http_response._llm_otel_record = record
-            _hook_raw_close(http_response, record)
+            _hook_raw_close(http_response, record, stream)
         weakref.finalize(result, _gc_end, record).atexit = False
         return result
 
@@ -326,20 +327,48 @@ def observe_any_chunk(record: CallRecord, item: Any) -> bool:
     return observe_responses_event(record, item)
 
 
-def _hook_raw_close(http_response: Any, record: CallRecord) -> None:
-    """A raw response closed before anyone parsed a stream or body from it ends the call (usage unknown)."""
-    for method in ("close", "aclose"):
+def _hook_raw_close(http_response: Any, record: CallRecord, stream: bool) -> None:
+    """End the call when a raw response's body has been read (its usage counts, whether or not the user
+    calls ``parse()``) or when it is closed with no stream proxy taking over (usage unknown)."""
+    reading = []
+
+    def finish_from_body() -> None:
+        if not record.ended:
+            try:
+                apply_response(record, json.loads(http_response.content))
+            except Exception:
+                pass
+            record.finish()
+
+    def read(*args: Any, _original: Any, **kwargs: Any) -> Any:
+        reading.append(True)
+        try:
+            return _original(*args, **kwargs)
+        finally:
+            reading.pop()
+            finish_from_body()
+
+    async def aread(*args: Any, _original: Any, **kwargs: Any) -> Any:
+        reading.append(True)
+        try:
+            return await _original(*args, **kwargs)
+        finally:
+            reading.pop()
+            finish_from_body()
+
+    def close(*args: Any, _original: Any, **kwargs: Any) -> Any:
+        if not record.ended and not reading and getattr(http_response, "_llm_otel_proxy", None) is None:
+            record.finish(stream_end=sc.STREAM_CLIENT_CLOSED if stream else None)
+        return _original(*args, **kwargs)
+
+    hooks = {"close": close, "aclose": close}
+    if not stream:
+        hooks.update(read=read, aread=aread)
+    for method, hook in hooks.items():
         original = getattr(http_response, method, None)
         if original is None:
             continue
-
-        def close(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            proxy = getattr(http_response, "_llm_otel_proxy", None)
-            if not record.ended and proxy is None:
-                record.finish(stream_end=sc.STREAM_CLIENT_CLOSED if record.streaming else None)
-            return _original(*args, **kwargs)
-
         try:
-            setattr(http_response, method, close)
+            setattr(http_response, method, functools.partial(hook, _original=original))
         except (AttributeError, TypeError):
             log.debug("cannot hook %s on %r", method, http_response)
