@@ -9,6 +9,7 @@ rate-limit headers.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
@@ -334,10 +335,8 @@ def _hook_raw_close(http_response: Any, record: CallRecord, stream: bool) -> Non
 
     def finish_from_body() -> None:
         if not record.ended:
-            try:
+            with contextlib.suppress(Exception):
                 apply_response(record, json.loads(http_response.content))
-            except Exception:
-                pass
             record.finish()
 
     def read(*args: Any, _original: Any, **kwargs: Any) -> Any:

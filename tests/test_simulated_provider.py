@@ -1,0 +1,514 @@
+"""The simulated provider, driven by the real provider SDKs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pydantic
+import pytest
+
+from llm_otel.demo.simulated_provider import SimulatedProvider
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+FULL = {"calls": 1, "input": 12, "output": 8, "cache_read": 4, "cache_write": 3, "reasoning": 2}
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+@pytest.fixture
+def sim() -> Iterator[SimulatedProvider]:
+    provider = SimulatedProvider(seed=7).start()
+    try:
+        yield provider
+    finally:
+        provider.stop()
+
+
+@pytest.fixture
+def oai(sim: SimulatedProvider) -> Iterator[openai.OpenAI]:
+    client = openai.OpenAI(base_url=sim.openai_base_url, api_key="x")
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def times(usage: dict[str, int], n: int) -> dict[str, int]:
+    return {k: v * n for k, v in usage.items()}
+
+
+class Answer(pydantic.BaseModel):
+    name: str
+    count: int
+    score: float
+    ok: bool
+    tags: list[str]
+
+
+# -------------------------------------------------------------------------------------
+# OpenAI
+# -------------------------------------------------------------------------------------
+
+
+def test_openai_chat_json(sim: SimulatedProvider, oai: openai.OpenAI) -> None:
+    raw = oai.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
+    completion = raw.parse()
+    assert completion.model == "gpt-4o-mini"
+    assert completion.choices[0].message.content
+    assert completion.choices[0].finish_reason == "stop"
+    usage = completion.usage
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (12, 8, 20)
+    assert usage.prompt_tokens_details.cached_tokens == 4
+    assert usage.prompt_tokens_details.cache_write_tokens == 3
+    assert usage.completion_tokens_details.reasoning_tokens == 2
+    assert completion._request_id == raw.headers["x-request-id"]
+    assert raw.headers["x-ratelimit-limit-requests"] == "10000"
+    assert raw.headers["x-ratelimit-remaining-requests"] == "9999"
+    assert raw.headers["x-ratelimit-remaining-tokens"] == "1999000"
+    assert raw.headers["x-ratelimit-reset-tokens"] == "6m0s"
+    assert sim.served_usage() == {("openai.chat", "gpt-4o-mini"): FULL}
+    (req,) = sim.requests()
+    assert req["path"] == "/v1/chat/completions"
+    assert req["method"] == "POST"
+    assert req["status"] == 200
+    assert req["attempt"] == 0
+    assert req["api"] == "openai.chat"
+    assert req["body"]["messages"] == MESSAGES
+    assert req["headers"]["x-stainless-retry-count"] == "0"
+
+
+def test_openai_chat_stream_with_usage(sim: SimulatedProvider, oai: openai.OpenAI) -> None:
+    stream = oai.chat.completions.create(
+        model="gpt-4o-mini+chunks=3",
+        messages=MESSAGES,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[0].choices[0].delta.content == ""
+    assert all(c.model == "gpt-4o-mini" for c in chunks)
+    content = [c.choices[0].delta.content for c in chunks[1:4]]
+    assert all(content)
+    assert chunks[4].choices[0].finish_reason == "stop"
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage.prompt_tokens == 12
+    assert all(c.usage is None for c in chunks[:-1])
+    assert len(chunks) == 6
+    # Without include_usage there is no usage chunk, and nothing counts as served.
+    plain = list(oai.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    assert all(c.choices for c in plain)
+    assert sim.served_usage() == {("openai.chat", "gpt-4o-mini"): FULL}
+    # always_usage sends it anyway.
+    forced = list(oai.chat.completions.create(model="gpt-4o-mini+always_usage", messages=MESSAGES, stream=True))
+    assert forced[-1].usage.completion_tokens == 8
+    assert sim.served_usage() == {("openai.chat", "gpt-4o-mini"): times(FULL, 2)}
+
+
+def test_openai_chat_async(sim: SimulatedProvider) -> None:
+    async def run() -> tuple[str | None, int]:
+        client = openai.AsyncOpenAI(base_url=sim.openai_base_url, api_key="x")
+        try:
+            completion = await client.chat.completions.create(model="m", messages=MESSAGES)
+            stream = await client.chat.completions.create(
+                model="m", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+            )
+            last = None
+            async for chunk in stream:
+                last = chunk
+            results = await asyncio.gather(
+                *[client.chat.completions.create(model="m", messages=MESSAGES) for _ in range(20)]
+            )
+            assert all(r.usage.total_tokens == 20 for r in results)
+            return completion.choices[0].message.content, last.usage.total_tokens
+        finally:
+            await client.close()
+
+    content, total = asyncio.run(run())
+    assert content
+    assert total == 20
+    assert sim.served_usage()[("openai.chat", "m")] == times(FULL, 22)
+
+
+def test_openai_responses(sim: SimulatedProvider, oai: openai.OpenAI) -> None:
+    response = oai.responses.create(model="gpt-4.1", input="hi")
+    assert response.output_text
+    assert response.status == "completed"
+    usage = response.usage
+    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens) == (12, 8, 20)
+    assert usage.input_tokens_details.cached_tokens == 4
+    assert usage.input_tokens_details.cache_write_tokens == 3
+    assert usage.output_tokens_details.reasoning_tokens == 2
+
+    events = list(oai.responses.create(model="gpt-4.1", input="hi", stream=True))
+    types = [e.type for e in events]
+    assert types[0] == "response.created"
+    assert types.count("response.output_text.delta") == 4
+    assert types[-1] == "response.completed"
+    assert events[-1].response.usage.input_tokens == 12
+
+    with oai.responses.stream(model="gpt-4.1", input="hi") as stream:
+        final = stream.get_final_response()
+    assert final.output_text
+    assert final.usage.output_tokens == 8
+    assert sim.served_usage() == {("openai.responses", "gpt-4.1"): times(FULL, 3)}
+
+
+def test_openai_responses_async_stream(sim: SimulatedProvider) -> None:
+    async def run() -> int:
+        client = openai.AsyncOpenAI(base_url=sim.openai_base_url, api_key="x")
+        try:
+            stream = await client.responses.create(model="gpt-4.1", input="hi", stream=True)
+            last = None
+            async for event in stream:
+                last = event
+            return last.response.usage.total_tokens
+        finally:
+            await client.close()
+
+    assert asyncio.run(run()) == 20
+
+
+def test_openai_embeddings_and_completions(sim: SimulatedProvider, oai: openai.OpenAI) -> None:
+    emb = oai.embeddings.create(model="text-embedding-3-small", input=["a", "b"])
+    assert len(emb.data) == 2
+    assert len(emb.data[0].embedding) == 8
+    assert emb.data[0].embedding != emb.data[1].embedding
+    assert (emb.usage.prompt_tokens, emb.usage.total_tokens) == (12, 12)
+    assert sim.requests()[0]["body"]["encoding_format"] == "base64"
+    floats = oai.embeddings.create(model="text-embedding-3-small", input="a", encoding_format="float", dimensions=4)
+    assert len(floats.data[0].embedding) == 4
+
+    legacy = oai.completions.create(model="gpt-3.5-turbo-instruct", prompt="hi")
+    assert legacy.choices[0].text
+    assert legacy.usage.completion_tokens == 8
+    chunks = list(
+        oai.completions.create(
+            model="gpt-3.5-turbo-instruct",
+            prompt="hi",
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks[-1].usage.total_tokens == 20
+    served = sim.served_usage()
+    assert served[("openai.embeddings", "text-embedding-3-small")] == {
+        "calls": 2,
+        "input": 24,
+        "output": 0,
+        "cache_read": 0,
+        "cache_write": 0,
+        "reasoning": 0,
+    }
+    assert served[("openai.completions", "gpt-3.5-turbo-instruct")] == times(FULL, 2)
+
+
+def test_openai_parse(oai: openai.OpenAI) -> None:
+    parsed = oai.chat.completions.parse(model="gpt-4o", messages=MESSAGES, response_format=Answer)
+    assert parsed.choices[0].message.parsed == Answer(name="x", count=1, score=1.0, ok=True, tags=[])
+    parsed_response = oai.responses.parse(model="gpt-4o", input="hi", text_format=Answer)
+    assert parsed_response.output_parsed.name == "x"
+
+
+def test_openai_retry_then_success(sim: SimulatedProvider, oai: openai.OpenAI) -> None:
+    start = time.monotonic()
+    raw = oai.chat.completions.with_raw_response.create(model="gpt-4o-mini+429x1,ra=0.05", messages=MESSAGES)
+    assert raw.retries_taken == 1
+    assert time.monotonic() - start < 2
+    assert raw.parse().model == "gpt-4o-mini"
+    statuses = [(r["status"], r["attempt"]) for r in sim.requests()]
+    assert statuses == [(429, 0), (200, 1)]
+    assert sim.served_usage() == {("openai.chat", "gpt-4o-mini"): FULL}
+
+    with pytest.raises(openai.RateLimitError) as info:
+        oai.with_options(max_retries=0).chat.completions.create(
+            model="m", messages=MESSAGES, extra_headers={"x-sim-scenario": "429x1,ra_ms=20"}
+        )
+    headers = info.value.response.headers
+    assert headers["retry-after"] == "0.05"
+    assert headers["retry-after-ms"] == "20"
+    assert headers["x-ratelimit-remaining-requests"] == "0"
+    assert info.value.body["code"] == "rate_limit_exceeded"
+
+
+def test_openai_server_errors_exhaust_retries(sim: SimulatedProvider, oai: openai.OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError):
+        oai.chat.completions.create(model="gpt-4o-mini+500x3", messages=MESSAGES)
+    assert [r["status"] for r in sim.requests()] == [500, 500, 500]
+    assert sim.served_usage() == {}
+
+
+def test_openai_cut_and_sse_error(sim: SimulatedProvider, oai: openai.OpenAI) -> None:
+    seen = []
+    stream = oai.chat.completions.create(
+        model="gpt-4o-mini+cut",
+        messages=MESSAGES,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    with pytest.raises(openai.APIConnectionError):
+        for chunk in stream:
+            seen.append(chunk.choices[0].delta.content)
+    assert len(seen) == 3  # role chunk + 2 content chunks
+    with pytest.raises(openai.APIError, match="simulated"):
+        for _ in oai.chat.completions.create(
+            model="gpt-4o-mini+sse_error",
+            messages=MESSAGES,
+            stream=True,
+            stream_options={"include_usage": True},
+        ):
+            pass
+    assert sim.served_usage() == {}
+    # The server still works afterwards.
+    assert oai.chat.completions.create(model="ok", messages=MESSAGES).usage.total_tokens == 20
+
+
+def test_served_usage_overrides_and_no_usage(sim: SimulatedProvider, oai: openai.OpenAI) -> None:
+    custom = oai.chat.completions.create(model="m+in=100,cached=30,cwrite=0,out=50,reasoning=20", messages=MESSAGES)
+    assert custom.usage.prompt_tokens == 100
+    assert custom.usage.prompt_tokens_details.cached_tokens == 30
+    assert custom.usage.completion_tokens_details.reasoning_tokens == 20
+    none = oai.chat.completions.create(model="m+no_usage", messages=MESSAGES)
+    assert none.usage is None
+    assert sim.served_usage() == {
+        ("openai.chat", "m"): {
+            "calls": 1,
+            "input": 100,
+            "output": 50,
+            "cache_read": 30,
+            "cache_write": 0,
+            "reasoning": 20,
+        }
+    }
+    assert [r["usage"] for r in sim.requests()][1] is None
+    sim.reset()
+    assert sim.served_usage() == {}
+    assert sim.requests() == []
+
+
+def test_unknown_scenario_token_is_400(sim: SimulatedProvider, oai: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError, match="bogus"):
+        oai.chat.completions.create(model="m+bogus", messages=MESSAGES)
+    with pytest.raises(openai.BadRequestError, match="ttft=abc"):
+        oai.chat.completions.create(model="m", messages=MESSAGES, extra_headers={"x-sim-scenario": "ttft=abc"})
+
+
+def test_timing_and_rate_limit_headers(sim: SimulatedProvider, oai: openai.OpenAI) -> None:
+    start = time.monotonic()
+    stream = oai.chat.completions.create(
+        model="m+ttft=0.3,slow=0.03,chunks=3,rl_req=5,rl_tok=77", messages=MESSAGES, stream=True
+    )
+    headers_at = time.monotonic() - start
+    arrivals = [time.monotonic() - start for _ in stream]
+    assert headers_at < 0.25  # create() returns when the headers arrive, before ttft
+    assert arrivals[0] >= 0.3
+    assert arrivals[-1] - arrivals[0] >= 0.04
+    assert stream.response.headers["x-ratelimit-remaining-requests"] == "5"
+    assert stream.response.headers["x-ratelimit-remaining-tokens"] == "77"
+
+
+def test_attempts_without_retry_header(sim: SimulatedProvider) -> None:
+    def post(call_id: str) -> int:
+        request = urllib.request.Request(
+            sim.openai_base_url + "/chat/completions",
+            data=json.dumps({"model": "m+503x1"}).encode(),
+            headers={"content-type": "application/json", "x-sim-call-id": call_id},
+        )
+        try:
+            with urllib.request.urlopen(request) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            assert exc.headers["retry-after"] == "0.05"
+            return exc.code
+
+    assert [post("a"), post("a"), post("b")] == [503, 200, 503]
+    assert [r["attempt"] for r in sim.requests()] == [0, 1, 0]
+
+
+def test_cli_runs_and_stops(tmp_path: Path) -> None:
+    port_file = tmp_path / "port"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llm_otel.demo.simulated_provider",
+            "--port-file",
+            str(port_file),
+            "--max-seconds",
+            "5",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])},
+    )
+    try:
+        base_url = proc.stdout.readline().strip()
+        port = int(port_file.read_text())
+        assert base_url == f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(base_url + "/_sim/health") as response:
+            assert json.load(response) == {"ok": True}
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+        proc.stdout.close()
+
+
+# -------------------------------------------------------------------------------------
+# Anthropic
+# -------------------------------------------------------------------------------------
+
+
+def test_anthropic(sim: SimulatedProvider) -> None:
+    anthropic = pytest.importorskip("anthropic")
+    client = anthropic.Anthropic(base_url=sim.base_url, api_key="x")
+    try:
+        message = client.messages.create(model="claude-x", max_tokens=10, messages=MESSAGES)
+        assert message.content[0].text
+        usage = message.usage
+        assert (usage.input_tokens, usage.output_tokens) == (5, 8)
+        assert (usage.cache_read_input_tokens, usage.cache_creation_input_tokens) == (4, 3)
+
+        with client.messages.stream(model="claude-x", max_tokens=10, messages=MESSAGES) as stream:
+            final = stream.get_final_message()
+        assert final.content[0].text
+        assert (final.usage.input_tokens, final.usage.output_tokens) == (5, 8)
+        assert final.usage.cache_read_input_tokens == 4
+        assert stream.response.headers["anthropic-ratelimit-requests-limit"] == "10000"
+
+        raw = client.messages.with_raw_response.create(model="claude-x+429x1", max_tokens=10, messages=MESSAGES)
+        assert raw.retries_taken == 1
+        assert raw.headers["request-id"]
+
+        cut = client.messages.stream(model="claude-x+cut", max_tokens=10, messages=MESSAGES)
+        with pytest.raises(Exception, match="incomplete chunked read"), cut as stream:
+            for _ in stream.text_stream:
+                pass
+        failing = client.messages.stream(model="claude-x+sse_error", max_tokens=10, messages=MESSAGES)
+        with pytest.raises(anthropic.APIStatusError, match="overloaded"), failing as stream:
+            for _ in stream.text_stream:
+                pass
+        assert client.messages.count_tokens(model="claude-x", messages=MESSAGES).input_tokens == 12
+    finally:
+        client.close()
+    served = sim.served_usage()
+    # Three complete messages, plus two streams that stopped after message_start
+    # (input and cache usage, output_tokens 1).
+    start_only = {**FULL, "output": 1, "reasoning": 0}
+    expected = {k: FULL[k] * 3 + start_only[k] * 2 for k in FULL}
+    assert served == {("anthropic.messages", "claude-x"): expected}
+
+
+# -------------------------------------------------------------------------------------
+# Google Gemini
+# -------------------------------------------------------------------------------------
+
+
+def test_google_genai(sim: SimulatedProvider) -> None:
+    pytest.importorskip("google.genai")
+    from google import genai
+    from google.genai import errors, types
+
+    client = genai.Client(api_key="x", http_options=types.HttpOptions(base_url=sim.base_url))
+    try:
+        response = client.models.generate_content(model="gemini-2.5-flash", contents="hi")
+        assert response.text
+        meta = response.usage_metadata
+        assert meta.prompt_token_count == 12
+        assert meta.cached_content_token_count == 4
+        assert meta.candidates_token_count == 6
+        assert meta.thoughts_token_count == 2
+        assert meta.total_token_count == 20
+
+        chunks = list(client.models.generate_content_stream(model="gemini-2.5-flash", contents="hi"))
+        assert len(chunks) == 4
+        assert [c.usage_metadata.candidates_token_count for c in chunks][-1] == 6
+        assert chunks[-1].usage_metadata.thoughts_token_count == 2
+        assert chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
+
+        with pytest.raises(errors.ClientError) as info:
+            client.models.generate_content(model="gemini-2.5-flash+429x1", contents="again")
+        assert info.value.code == 429
+        assert info.value.status == "RESOURCE_EXHAUSTED"
+
+        embedded = client.models.embed_content(model="text-embedding-004", contents=["a", "b"])
+        assert len(embedded.embeddings) == 2
+    finally:
+        client.close()
+    assert sim.served_usage() == {("gemini.generate_content", "gemini-2.5-flash"): {**times(FULL, 2), "cache_write": 0}}
+
+
+# -------------------------------------------------------------------------------------
+# AWS Bedrock
+# -------------------------------------------------------------------------------------
+
+
+def test_bedrock(sim: SimulatedProvider) -> None:
+    boto3 = pytest.importorskip("boto3")
+    client = boto3.client(
+        "bedrock-runtime",
+        endpoint_url=sim.base_url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    model_id = "anthropic.claude-3-haiku-20240307-v1:0"
+    try:
+        response = client.converse(modelId=model_id, messages=[{"role": "user", "content": [{"text": "hi"}]}])
+        assert response["output"]["message"]["content"][0]["text"]
+        assert response["usage"] == {
+            "inputTokens": 5,
+            "outputTokens": 8,
+            "totalTokens": 20,
+            "cacheReadInputTokens": 4,
+            "cacheWriteInputTokens": 3,
+        }
+        assert "latencyMs" in response["metrics"]
+
+        streamed = client.converse_stream(modelId=model_id, messages=[{"role": "user", "content": [{"text": "hi"}]}])
+        events = list(streamed["stream"])
+        assert list(events[0]) == ["messageStart"]
+        assert sum("contentBlockDelta" in e for e in events) == 4
+        metadata = events[-1]["metadata"]
+        assert metadata["usage"]["inputTokens"] == 5
+        assert metadata["usage"]["outputTokens"] == 8
+        assert "latencyMs" in metadata["metrics"]
+
+        body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10, "messages": MESSAGES})
+        invoked = client.invoke_model(modelId=model_id, body=body)
+        headers = invoked["ResponseMetadata"]["HTTPHeaders"]
+        assert headers["x-amzn-bedrock-input-token-count"] == "5"
+        assert headers["x-amzn-bedrock-output-token-count"] == "8"
+        assert headers["x-amzn-bedrock-cache-read-input-token-count"] == "4"
+        assert headers["x-amzn-bedrock-cache-write-input-token-count"] == "3"
+        assert "x-amzn-bedrock-invocation-latency" in headers
+        assert json.loads(invoked["body"].read())["usage"]["output_tokens"] == 8
+
+        streamed = client.invoke_model_with_response_stream(modelId=model_id, body=body)
+        payloads = [json.loads(e["chunk"]["bytes"]) for e in streamed["body"]]
+        assert payloads[0]["type"] == "message_start"
+        metrics = payloads[-1]["amazon-bedrock-invocationMetrics"]
+        assert (metrics["inputTokenCount"], metrics["outputTokenCount"]) == (5, 8)
+
+        # A 500 is retried by botocore (x-amz-retry-after keeps it short).
+        retried = client.converse(
+            modelId=model_id + "+500x1",
+            messages=[{"role": "user", "content": [{"text": "hi"}]}],
+        )
+        assert retried["ResponseMetadata"]["RetryAttempts"] == 1
+    finally:
+        client.close()
+    no_reasoning = {**FULL, "reasoning": 0}
+    assert sim.served_usage() == {
+        ("bedrock.converse", model_id): times(no_reasoning, 3),
+        ("bedrock.invoke", model_id): times(no_reasoning, 2),
+    }
+    assert sim.requests()[0]["path"] == "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse"
