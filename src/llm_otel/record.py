@@ -260,8 +260,7 @@ class CallRecord:
                 inst.request_cost.record(cost, mattrs)
             else:
                 inst.unpriced.add(1, mattrs)
-        if error is None:
-            inst.throttle_wait.record(self.throttle_s, mattrs)
+        inst.throttle_wait.record(self.throttle_s, mattrs)  # failed calls too: a 429-exhausted call lost it all
         if self.retries:
             for reason, n in self.retries.items():
                 inst.retries.add(n, rt.with_attr(mattrs, sc.RETRY_REASON, reason))
