@@ -247,7 +247,7 @@ class CallRecord:
                 sattrs[sc.ERROR_TYPE] = error_type
                 span.set_status(Status(StatusCode.ERROR, str(error)[:256]))
             span.set_attributes(sattrs)
-        span.end(end_time=self.start_ns + int(duration * 1e9))
+        end_time = self.start_ns + int(duration * 1e9)
 
         # metrics
         mattrs = rt.metric_attributes(self, error_type)
@@ -306,8 +306,10 @@ class CallRecord:
                 attributes=self.attributes,
                 trace_id=f"{ctx.trace_id:032x}" if ctx.is_valid else None,
                 span_id=f"{ctx.span_id:016x}" if ctx.is_valid else None,
+                span=span,
             )
         )
+        span.end(end_time=end_time)  # after the processors, so they can add events (budget alerts) to it
 
 
 def use_span(record: CallRecord) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from .usage import Usage
 
@@ -32,6 +32,8 @@ class UsageRecord:
     attributes: dict[str, str] = field(default_factory=dict)
     trace_id: str | None = None
     span_id: str | None = None
+    span: Any = field(default=None, repr=False, compare=False)
+    """The call's span, still open while processors run (add events to it; do not end it)."""
 
 
 @dataclass(slots=True)
@@ -45,7 +47,9 @@ class CallInfo:
 
 
 class UsageProcessor(Protocol):
-    """Consumes usage records. ``before_call`` may raise to stop a call (budgets); ``on_usage`` must not."""
+    """Consumes usage records. ``before_call`` may raise ``CallBlocked`` to stop a call (budgets);
+    ``on_usage`` must not raise (if it does, the error is logged and the app is not affected).
+    An optional ``bind(runtime)`` method is called once with the runtime (providers, instruments)."""
 
     def before_call(self, info: CallInfo) -> None: ...
 

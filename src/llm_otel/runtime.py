@@ -35,6 +35,10 @@ class Runtime:
         self._attr_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._derived_cache: dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any]]] = {}
         self._reported: set[str] = set()
+        for proc in processors:
+            bind = getattr(proc, "bind", None)
+            if bind is not None:
+                bind(self)
 
     # --- attribution / attributes ----------------------------------------------------------------------
     @staticmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +27,10 @@ class Providers:
     tracer_provider: Any
     meter_provider: Any
     logger_provider: Any
-    owned: bool  # True when llm-otel created them (and so shuts them down)
+    owned: tuple[Any, ...] = ()  # the ones llm-otel created (and so shuts down); the app's are left alone
 
     def shutdown(self) -> None:
-        if not self.owned:
-            return
-        for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
+        for provider in self.owned:
             try:
                 provider.shutdown()
             except Exception:
@@ -61,7 +60,7 @@ def setup_providers(
     mp = meter_provider or (global_mp if _is_sdk(global_mp, _proxy_meter_types()) else None)
     lp = logger_provider or (global_lp if _is_sdk(global_lp, _proxy_logger_types()) else None)
     if tp is not None and mp is not None and lp is not None:
-        return Providers(tp, mp, lp, owned=False)
+        return Providers(tp, mp, lp)
 
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk.metrics import MeterProvider
@@ -71,19 +70,25 @@ def setup_providers(
     attrs = {SERVICE_NAME: settings.service_name} if settings.service_name else {}
     resource = Resource.create(attrs)
     endpoint = settings.endpoint
-    owned = False
+    owned: list[Any] = []
+
+    def signal_url(signal: str) -> str | None:
+        # OTEL_EXPORTER_OTLP_{TRACES,METRICS,LOGS}_ENDPOINT override the base endpoint per signal.
+        explicit = os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
+        return explicit or (f"{endpoint}/v1/{signal}" if endpoint else None)
+
     if tp is None:
         tp = TracerProvider(resource=resource)
-        if endpoint:
+        if signal_url("traces"):
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-            tp.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces")))
+            tp.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=signal_url("traces"))))
             trace.set_tracer_provider(tp)
-        owned = True
+        owned.append(tp)
     if mp is None:
         readers = []
-        if endpoint:
+        if signal_url("metrics"):
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
             from opentelemetry.sdk.metrics import Counter, Histogram, ObservableCounter, UpDownCounter
             from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
@@ -91,22 +96,22 @@ def setup_providers(
             cumulative = AggregationTemporality.CUMULATIVE
             temporality = {Counter: cumulative, Histogram: cumulative, ObservableCounter: cumulative,
                            UpDownCounter: cumulative}  # fmt: skip
-            exporter = OTLPMetricExporter(endpoint=f"{endpoint}/v1/metrics", preferred_temporality=temporality)
+            exporter = OTLPMetricExporter(endpoint=signal_url("metrics"), preferred_temporality=temporality)
             readers.append(PeriodicExportingMetricReader(exporter))
         mp = MeterProvider(resource=resource, metric_readers=readers)
-        if endpoint:
+        if readers:
             metrics.set_meter_provider(mp)
-        owned = True
+        owned.append(mp)
     if lp is None:
         lp = LoggerProvider(resource=resource)
-        if endpoint:
+        if signal_url("logs"):
             from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
             from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-            lp.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=f"{endpoint}/v1/logs")))
+            lp.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=signal_url("logs"))))
             _logs.set_logger_provider(lp)
-        owned = True
-    return Providers(tp, mp, lp, owned=owned)
+        owned.append(lp)
+    return Providers(tp, mp, lp, owned=tuple(owned))
 
 
 def _proxy_meter_types() -> tuple[type, ...]:
