@@ -578,17 +578,25 @@ def settle() -> None:
 def memory(provider: Provider, telemetry: Telemetry, ledger: Path, calls: int, warm: int) -> dict[str, Any]:
     client = make_client(provider)
     out: dict[str, Any] = {"calls": calls, "warmup": warm}
+    t_start = time.perf_counter()
     with LlmOtel(telemetry, ledger).active():
         for _ in range(warm):
             plain_chat(client)
         settle()
         r0 = rss_kb()
-        for _ in range(calls):
+        checkpoints = [r0]
+        quarter = max(calls // 4, 1)
+        for i in range(1, calls + 1):
             plain_chat(client)
+            if i % quarter == 0 and i < calls:
+                checkpoints.append(rss_kb())
         settle()
         r1 = rss_kb()
+        checkpoints.append(r1)
         out["rss_kb_before"], out["rss_kb_after"] = r0, r1
         out["rss_growth_kb"] = r1 - r0
+        out["rss_kb_checkpoints"] = checkpoints
+        out["rss_pass_s"] = time.perf_counter() - t_start
         # tracemalloc: a second pass, since tracing inflates RSS and time. Warm under tracing first so
         # that one-off allocations made after tracing starts are not counted as growth.
         tracemalloc.start(1)
@@ -605,6 +613,7 @@ def memory(provider: Provider, telemetry: Telemetry, ledger: Path, calls: int, w
             snap1 = tracemalloc.take_snapshot()
         finally:
             tracemalloc.stop()
+    out["tracemalloc_pass_s"] = time.perf_counter() - t_start - out["rss_pass_s"]
     out["tracemalloc_growth_kb"] = (m1 - m0) / 1024
     out["tracemalloc_bytes_per_call"] = (m1 - m0) / calls
     stats = snap1.compare_to(snap0, "lineno")

@@ -111,6 +111,14 @@ LATEST_USAGE_METRIC_SUFFIX = {
     TOKEN_REASONING: "reasoning.output_tokens",
 }
 
+# Budget metric / log attributes (budget processor).
+BUDGET_NAME = "llm_otel.budget.name"
+BUDGET_GROUP = "llm_otel.budget.group"  # the group_by value ("" when the budget has no group_by)
+BUDGET_LEVEL = "llm_otel.budget.level"  # info | warning | critical
+BUDGET_THRESHOLD = "llm_otel.budget.threshold"
+BUDGET_UNIT = "llm_otel.budget.unit"  # USD | tokens
+BUDGET_ALERT_EVENT = "llm_otel.budget.alert"  # log record event name
+
 RETRY_REASON = "llm_otel.retry.reason"  # rate_limit | server | connection
 RETRY_RATE_LIMIT = "rate_limit"
 RETRY_SERVER = "server"
