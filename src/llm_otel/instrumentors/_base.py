@@ -20,8 +20,9 @@ class Patcher:
     def __init__(self) -> None:
         self._originals: list[tuple[Any, str, Any]] = []
 
-    def wrap(self, module: str, path: str, wrapper: Callable[..., Any]) -> bool:
-        """Wrap ``module:path`` (``Class.method``). Returns False (and logs) when it does not exist."""
+    def wrap(self, module: str, path: str, wrapper: Callable[..., Any], optional: bool = False) -> bool:
+        """Wrap ``module:path`` (``Class.method``). Returns False when it does not exist (logged unless
+        ``optional``: some SDK versions lack some surfaces)."""
         try:
             owner: Any = importlib.import_module(module)
             *parents, name = path.split(".")
@@ -29,13 +30,19 @@ class Patcher:
                 owner = getattr(owner, part)
             original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
         except (ImportError, AttributeError, KeyError):
-            log.debug("llm-otel: %s.%s not found; not patched", module, path)
+            if not optional:
+                log.debug("llm-otel: %s.%s not found; not patched", module, path)
             return False
         if isinstance(original, wrapt.FunctionWrapper):
             return True  # already ours (or someone's); don't stack
         wrapt.wrap_function_wrapper(owner, name, wrapper)
         self._originals.append((owner, name, original))
         return True
+
+    def replace(self, owner: Any, name: str, new: Any) -> None:
+        """Set ``owner.name = new`` (for properties and other non-function attributes), restorable."""
+        self._originals.append((owner, name, owner.__dict__[name]))
+        setattr(owner, name, new)
 
     def restore(self) -> None:
         for owner, name, original in reversed(self._originals):
