@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import threading
 from pathlib import Path
@@ -63,6 +62,7 @@ def instrument(
     """
     global _runtime
     from .instrumentors import ALL
+    from .instrumentors._base import installed
 
     overrides = {
         "endpoint": endpoint,
@@ -82,7 +82,7 @@ def instrument(
             settings, list(processors or []), tracer_provider=tracer_provider, meter_provider=meter_provider,
             logger_provider=logger_provider)  # fmt: skip
         for cls in ALL:
-            if importlib.util.find_spec(cls.module) is None:
+            if not installed(cls.module):
                 continue  # SDK not installed: nothing to patch, nothing to log
             inst = cls()
             inst.instrument(runtime=_runtime)

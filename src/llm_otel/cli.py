@@ -111,19 +111,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     import importlib.metadata as md
-    import importlib.util
 
     from .config import ConfigError, load_settings
     from .instrumentors import ALL
+    from .instrumentors._base import installed
     from .ledger import default_path
     from .pricing import pricing_data_version
 
     ok = True
     print(f"llm-otel {__version__}")
     for cls in ALL:
-        installed = importlib.util.find_spec(cls.module) is not None
-        version = md.version(cls.module) if installed else "not installed"
-        print(f"  {cls.module:<12} {version}")
+        dist = cls.dependencies[0].split()[0]
+        version = md.version(dist) if installed(cls.module) else "not installed"
+        print(f"  {dist:<14} {version}")
     try:
         settings = load_settings()
         print(f"configuration: valid; telemetry to {settings.endpoint or 'nowhere (embedded ledger only)'}")

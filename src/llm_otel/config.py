@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -48,6 +48,8 @@ class Settings(BaseModel):
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
     """Price overrides keyed by model name or ``provider:model``; they win over genai-prices."""
     latest_semconv: bool = False
+    anthropic_native_spans: Literal["off", "child"] = "off"
+    """The anthropic SDK's own spans: "off" (ours replace them) or "child" (kept, under ours)."""
     budgets: list[dict[str, Any]] = Field(default_factory=list)
 
     @field_validator("endpoint")
@@ -93,6 +95,8 @@ def _from_env(env: dict[str, str]) -> dict[str, Any]:
         out["inject_stream_usage"] = _env_bool("LLM_OTEL_INJECT_STREAM_USAGE", env["LLM_OTEL_INJECT_STREAM_USAGE"])
     if env.get("LLM_OTEL_METRIC_ATTRIBUTES"):
         out["metric_attributes"] = [k.strip() for k in env["LLM_OTEL_METRIC_ATTRIBUTES"].split(",") if k.strip()]
+    if env.get("LLM_OTEL_ANTHROPIC_NATIVE_SPANS"):
+        out["anthropic_native_spans"] = env["LLM_OTEL_ANTHROPIC_NATIVE_SPANS"].strip().lower()
     if "gen_ai_latest_experimental" in env.get("OTEL_SEMCONV_STABILITY_OPT_IN", ""):
         out["latest_semconv"] = True
     return out

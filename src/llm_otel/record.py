@@ -34,10 +34,17 @@ _perf = time.perf_counter
 
 
 def error_type_name(exc: BaseException) -> str:
-    """``openai.RateLimitError`` style: top-level package plus class name."""
+    """The public dotted class name: ``openai.RateLimitError`` (private modules such as ``openai._exceptions``
+    are dropped), ``google.genai.errors.ClientError``, or the bare name for builtins."""
     cls = type(exc)
-    top = cls.__module__.split(".", 1)[0]
-    return cls.__qualname__ if top == "builtins" else f"{top}.{cls.__qualname__}"
+    public = []
+    for part in cls.__module__.split("."):
+        if part.startswith("_"):
+            break
+        public.append(part)
+    if not public or public == ["builtins"]:
+        return cls.__qualname__
+    return f"{'.'.join(public)}.{cls.__qualname__}"
 
 
 def burst_rate(times: list[float], tokens: int, window: float = BURST_WINDOW_S) -> float | None:
@@ -64,6 +71,7 @@ class CallRecord:
 
     __slots__ = (
         "_once",
+        "extra",
         "attributes",
         "chunk_times",
         "finish_reasons",
@@ -122,6 +130,7 @@ class CallRecord:
         self.chunk_times: list[float] | None = [] if streaming else None
         self.output_text: list[str] | None = [] if (streaming and rt.settings.capture_content) else None
         self.swallow_usage_chunk = False
+        self.extra: dict[str, Any] | None = None  # per-SDK scratch state (e.g. Gemini request hops)
         self._once = threading.Lock()
         attrs = {
             sc.OPERATION_NAME: operation,
@@ -191,7 +200,9 @@ class CallRecord:
         known = usage is not None and usage.known
         error_type = error_type_name(error) if error is not None else None
         retries_total = sum(self.retries.values()) if self.retries else 0
-        cost = rt.cost(self.provider, self.response_model or self.request_model, usage) if known else None
+        complete = known and self.usage_complete
+        # Partial usage (a stream that ended early) is recorded as far as it is known, but no cost is claimed.
+        cost = rt.cost(self.provider, self.response_model or self.request_model, usage) if complete else None
 
         ttfc = None
         tps = burst = None
@@ -218,12 +229,14 @@ class CallRecord:
                 sattrs[sc.RESPONSE_FINISH_REASONS] = self.finish_reasons
             if known:
                 rt.usage_span_attributes(usage, sattrs)  # type: ignore[arg-type]
-            sattrs[sc.USAGE_COMPLETE] = bool(known and self.usage_complete)
+            sattrs[sc.USAGE_COMPLETE] = complete
             if cost is not None:
                 sattrs[sc.COST_USD] = cost
                 sattrs[sc.COST_SOURCE] = sc.COST_SOURCE_LOCAL
-            elif known:
+            elif complete:
                 sattrs[sc.COST_SOURCE] = sc.COST_SOURCE_UNPRICED
+            elif known:
+                sattrs[sc.COST_SOURCE] = sc.COST_SOURCE_INCOMPLETE
             if self.throttle_s or self.retry_s or retries_total:
                 sattrs[sc.THROTTLE_WAIT_S] = self.throttle_s
                 sattrs[sc.RETRY_WAIT_S] = self.retry_s
@@ -258,7 +271,7 @@ class CallRecord:
             if cost is not None:
                 inst.cost.add(cost, mattrs)
                 inst.request_cost.record(cost, mattrs)
-            else:
+            elif complete:
                 inst.unpriced.add(1, mattrs)
         inst.throttle_wait.record(self.throttle_s, mattrs)  # failed calls too: a 429-exhausted call lost it all
         if self.retries:
@@ -292,7 +305,7 @@ class CallRecord:
                 request_model=self.request_model,
                 response_model=self.response_model,
                 usage=usage if known else None,
-                usage_complete=bool(known and self.usage_complete),
+                usage_complete=complete,
                 cost_usd=cost,
                 duration_s=duration,
                 time_to_first_chunk_s=ttfc,

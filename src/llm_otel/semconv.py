@@ -44,6 +44,10 @@ LATEST_TOKEN_MODALITY = "gen_ai.token.modality"
 # --- provider and operation values -------------------------------------------------------------------
 PROVIDER_OPENAI = _g.GenAiProviderNameValues.OPENAI.value
 PROVIDER_AZURE_OPENAI = _g.GenAiProviderNameValues.AZURE_AI_OPENAI.value
+PROVIDER_ANTHROPIC = _g.GenAiProviderNameValues.ANTHROPIC.value
+PROVIDER_GEMINI = _g.GenAiProviderNameValues.GCP_GEMINI.value
+PROVIDER_VERTEX_AI = _g.GenAiProviderNameValues.GCP_VERTEX_AI.value
+PROVIDER_BEDROCK = _g.GenAiProviderNameValues.AWS_BEDROCK.value
 OP_CHAT = _g.GenAiOperationNameValues.CHAT.value
 OP_TEXT_COMPLETION = _g.GenAiOperationNameValues.TEXT_COMPLETION.value
 OP_EMBEDDINGS = _g.GenAiOperationNameValues.EMBEDDINGS.value
@@ -75,6 +79,7 @@ CONTEXT_PREFIX = "llm_otel."  # llm_otel.context(job=...) -> span attribute llm_
 
 COST_SOURCE_LOCAL = "local"
 COST_SOURCE_UNPRICED = "unpriced"
+COST_SOURCE_INCOMPLETE = "incomplete"  # usage only partly known (stream ended early): no cost is claimed
 
 STREAM_COMPLETED = "completed"
 STREAM_ERROR = "error"

@@ -43,7 +43,7 @@ class SessionTotals:
                 tokens[kind] = tokens.get(kind, 0) + n
             if rec.cost_usd is not None:
                 totals.cost_usd += rec.cost_usd
-            elif rec.usage is not None and rec.usage.known:
+            elif rec.usage_complete:
                 totals.unpriced_calls += 1
             totals.throttle_wait_s += rec.throttle_wait_s
             totals.retries += rec.retries

@@ -85,3 +85,78 @@ def from_openai(usage: Any) -> Usage | None:
         cache_write_tokens=_int(field(details_in, "cache_write_tokens")),
         reasoning_tokens=_int(field(details_out, "reasoning_tokens")),
     )
+
+
+def from_anthropic(usage: Any) -> Usage | None:
+    """Anthropic usage: ``input_tokens`` EXCLUDES cache reads and writes, so they are added back in."""
+    if usage is None:
+        return None
+    inp = _int(field(usage, "input_tokens"))
+    out = _int(field(usage, "output_tokens"))
+    if inp is None and out is None:
+        return None
+    cache_read = _int(field(usage, "cache_read_input_tokens"))
+    cache_write = _int(field(usage, "cache_creation_input_tokens"))
+    return Usage(
+        input_tokens=None if inp is None else inp + (cache_read or 0) + (cache_write or 0),
+        output_tokens=out,
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        reasoning_tokens=_int(field(field(usage, "output_tokens_details"), "thinking_tokens")),
+    )
+
+
+def from_gemini(meta: Any) -> Usage | None:
+    """Gemini ``usage_metadata``: prompt includes cached content; candidates EXCLUDE thoughts (added here)."""
+    if meta is None:
+        return None
+    prompt = _int(field(meta, "prompt_token_count"))
+    candidates = _int(field(meta, "candidates_token_count"))
+    thoughts = _int(field(meta, "thoughts_token_count"))
+    tool_prompt = _int(field(meta, "tool_use_prompt_token_count"))
+    if prompt is None and candidates is None:
+        return None
+    output = None if candidates is None and thoughts is None else (candidates or 0) + (thoughts or 0)
+    return Usage(
+        input_tokens=None if prompt is None else prompt + (tool_prompt or 0),
+        output_tokens=output,
+        cache_read_tokens=_int(field(meta, "cached_content_token_count")),
+        reasoning_tokens=thoughts,
+    )
+
+
+def from_bedrock(usage: Any) -> Usage | None:
+    """Bedrock Converse ``usage``: ``inputTokens`` EXCLUDES cache reads and writes, so they are added back in."""
+    if not usage:
+        return None
+    inp = _int(usage.get("inputTokens"))
+    out = _int(usage.get("outputTokens"))
+    if inp is None and out is None:
+        return None
+    cache_read = _int(usage.get("cacheReadInputTokens"))
+    cache_write = _int(usage.get("cacheWriteInputTokens"))
+    return Usage(
+        input_tokens=None if inp is None else inp + (cache_read or 0) + (cache_write or 0),
+        output_tokens=out,
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+    )
+
+
+def add(total: Usage | None, part: Usage | None) -> Usage | None:
+    """Sum of two usages (for one logical call that made several requests); unknown stays unknown."""
+    if total is None:
+        return part
+    if part is None:
+        return total
+
+    def plus(a: int | None, b: int | None) -> int | None:
+        return None if a is None and b is None else (a or 0) + (b or 0)
+
+    return Usage(
+        plus(total.input_tokens, part.input_tokens),
+        plus(total.output_tokens, part.output_tokens),
+        plus(total.cache_read_tokens, part.cache_read_tokens),
+        plus(total.cache_write_tokens, part.cache_write_tokens),
+        plus(total.reasoning_tokens, part.reasoning_tokens),
+    )

@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 from ._base import LLMInstrumentor
+from .anthropic import AnthropicInstrumentor
+from .bedrock import BedrockInstrumentor
+from .google_genai import GoogleGenAIInstrumentor
 from .openai import OpenAIInstrumentor
 
-ALL: tuple[type[LLMInstrumentor], ...] = (OpenAIInstrumentor,)
+ALL: tuple[type[LLMInstrumentor], ...] = (
+    OpenAIInstrumentor,
+    AnthropicInstrumentor,
+    GoogleGenAIInstrumentor,
+    BedrockInstrumentor,
+)
 
-__all__ = ["ALL", "LLMInstrumentor", "OpenAIInstrumentor"]
+__all__ = [
+    "ALL",
+    "AnthropicInstrumentor",
+    "BedrockInstrumentor",
+    "GoogleGenAIInstrumentor",
+    "LLMInstrumentor",
+    "OpenAIInstrumentor",
+]

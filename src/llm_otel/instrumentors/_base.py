@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import sys
 from collections.abc import Callable, Collection
@@ -98,3 +99,11 @@ class LLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def patch(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def installed(module: str) -> bool:
+    """True when ``module`` can be imported (checked without importing it; a missing parent is False)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False

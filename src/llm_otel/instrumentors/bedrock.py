@@ -1,0 +1,199 @@
+"""AWS Bedrock runtime through boto3/botocore: converse, converse_stream, invoke_model and
+invoke_model_with_response_stream.
+
+botocore builds client methods at run time, so the hook is ``BaseClient._make_api_call`` filtered to the
+``bedrock-runtime`` service. Usage comes from the Converse body, the stream's ``metadata`` event, the
+``x-amzn-bedrock-*-token-count`` headers (invoke_model) or the last chunk's invocation metrics
+(invoke_model_with_response_stream). Retry sleeps happen in ``Endpoint._needs_retry``; throttling
+(429 / ``ThrottlingException``) counts as throttle wait. (aiobotocore is not instrumented.)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from .. import semconv as sc
+from ..errors import CallBlocked
+from ..record import CURRENT, CallRecord, use_span
+from ..records import CallInfo
+from ..streams import SyncStreamProxy
+from ..usage import Usage, from_bedrock
+from ._base import LLMInstrumentor
+
+_perf = time.perf_counter
+SERVICE = "bedrock-runtime"
+OPERATIONS = {"Converse", "ConverseStream", "InvokeModel", "InvokeModelWithResponseStream"}
+_STREAMING = {"ConverseStream", "InvokeModelWithResponseStream"}
+_HEADER = "x-amzn-bedrock-{}-token-count"
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def usage_from_headers(headers: dict[str, str]) -> Usage | None:
+    """invoke_model's token-count headers (input excludes cache reads and writes, like Converse)."""
+    inp = _int(headers.get(_HEADER.format("input")))
+    out = _int(headers.get(_HEADER.format("output")))
+    if inp is None and out is None:
+        return None
+    return from_bedrock({
+        "inputTokens": inp,
+        "outputTokens": out,
+        "cacheReadInputTokens": _int(headers.get(_HEADER.format("cache-read-input"))),
+        "cacheWriteInputTokens": _int(headers.get(_HEADER.format("cache-write-input"))),
+    })  # fmt: skip
+
+
+def observe_converse_event(record: CallRecord, event: Any) -> bool:
+    """One ConverseStream event: ``{"contentBlockDelta": {...}}``, ``{"metadata": {"usage": ...}}``, ..."""
+    if "contentBlockDelta" in event:
+        record.output_chunk()
+        if record.output_text is not None:
+            record.output_text.append(event["contentBlockDelta"].get("delta", {}).get("text") or "")
+    elif "metadata" in event:
+        usage = from_bedrock(event["metadata"].get("usage"))
+        if usage is not None:
+            record.usage = usage
+            record.usage_complete = True
+    elif "messageStop" in event:
+        reason = event["messageStop"].get("stopReason")
+        if reason:
+            record.finish_reasons = [reason]
+    return True
+
+
+def observe_invoke_chunk(record: CallRecord, event: Any) -> bool:
+    """One InvokeModelWithResponseStream chunk: model-native JSON bytes (Anthropic events for Claude)."""
+    chunk = event.get("chunk") if isinstance(event, dict) else None
+    if not chunk:
+        return True
+    try:
+        data = json.loads(chunk.get("bytes") or b"{}")
+    except ValueError:
+        return True
+    kind = data.get("type")
+    if kind == "content_block_delta" or data.get("outputText") or data.get("generation"):
+        record.output_chunk()
+    metrics = data.get("amazon-bedrock-invocationMetrics")
+    if metrics:
+        usage = from_bedrock({
+            "inputTokens": metrics.get("inputTokenCount"),
+            "outputTokens": metrics.get("outputTokenCount"),
+            "cacheReadInputTokens": metrics.get("cacheReadInputTokenCount"),
+            "cacheWriteInputTokens": metrics.get("cacheWriteInputTokenCount"),
+        })  # fmt: skip
+        if usage is not None:
+            record.usage = usage
+            record.usage_complete = True
+    reason = (data.get("delta") or {}).get("stop_reason") if kind == "message_delta" else None
+    if reason:
+        record.finish_reasons = [reason]
+    return True
+
+
+def _throttled(response: Any) -> bool:
+    if not isinstance(response, tuple) or len(response) != 2:
+        return False
+    http_response, parsed = response
+    code = ((parsed or {}).get("Error") or {}).get("Code", "") if isinstance(parsed, dict) else ""
+    return getattr(http_response, "status_code", None) == 429 or "Throttl" in code or code == "TooManyRequests"
+
+
+class BedrockInstrumentor(LLMInstrumentor):
+    """Instruments ``bedrock-runtime`` clients of boto3 / botocore."""
+
+    module: ClassVar[str] = "botocore"
+    dependencies: ClassVar[tuple[str, ...]] = ("botocore >= 1.34",)
+
+    def patch(self) -> None:
+        self._patcher.wrap("botocore.client", "BaseClient._make_api_call", self._api_call)
+        self._patcher.wrap("botocore.endpoint", "Endpoint._needs_retry", self._needs_retry)
+
+    def _begin(self, client: Any, operation: str, params: dict[str, Any]) -> CallRecord | None:
+        try:
+            model = params.get("modelId")
+            parts = urlsplit(getattr(client.meta, "endpoint_url", "") or "")
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            op = sc.OP_EMBEDDINGS if isinstance(model, str) and "embed" in model else sc.OP_CHAT
+            record = CallRecord(self.rt, sc.PROVIDER_BEDROCK, op, model, parts.hostname, port, operation in _STREAMING,
+                                {"aws.bedrock.operation": operation})  # fmt: skip
+        except Exception:
+            self.rt.report_internal_error("bedrock call start")
+            return None
+        try:
+            self.rt.before_call(CallInfo(record.provider, record.operation, record.request_model, record.attributes))
+        except CallBlocked as exc:
+            record.finish(exc)
+            raise
+        except Exception:
+            self.rt.report_internal_error("before_call processors")
+        return record
+
+    def _api_call(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        operation = args[0] if args else kwargs.get("operation_name")
+        try:
+            ours = operation in OPERATIONS and instance.meta.service_model.service_name == SERVICE
+        except AttributeError:
+            ours = False
+        if not ours:
+            return wrapped(*args, **kwargs)
+        params = args[1] if len(args) > 1 else kwargs.get("api_params", {})
+        record = self._begin(instance, operation, params)
+        if record is None:
+            return wrapped(*args, **kwargs)
+        token = CURRENT.set(record)
+        try:
+            with use_span(record):
+                result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            record.finish(exc)
+            raise
+        finally:
+            CURRENT.reset(token)
+        try:
+            return self._handle(record, operation, result)
+        except Exception:
+            self.rt.report_internal_error("bedrock response")
+            record.finish()
+            return result
+
+    def _handle(self, record: CallRecord, operation: str, result: dict[str, Any]) -> dict[str, Any]:
+        record.response_model = record.request_model
+        headers = (result.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+        record.response_id = headers.get("x-amzn-requestid")
+        if operation == "ConverseStream":
+            result["stream"] = SyncStreamProxy(result["stream"], record, observe_converse_event)
+        elif operation == "InvokeModelWithResponseStream":
+            result["body"] = SyncStreamProxy(result["body"], record, observe_invoke_chunk)
+        else:
+            usage = from_bedrock(result.get("usage")) if operation == "Converse" else usage_from_headers(headers)
+            if usage is not None:
+                record.usage = usage
+                record.usage_complete = True
+            if result.get("stopReason"):
+                record.finish_reasons = [result["stopReason"]]
+            record.finish()
+        return result
+
+    def _needs_retry(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        record = CURRENT.get()
+        if record is None or record.provider != sc.PROVIDER_BEDROCK:
+            return wrapped(*args, **kwargs)
+        start = _perf()
+        retried = wrapped(*args, **kwargs)
+        if retried:
+            response = args[3] if len(args) > 3 else kwargs.get("response")
+            caught = args[4] if len(args) > 4 else kwargs.get("caught_exception")
+            if _throttled(response):
+                reason = sc.RETRY_RATE_LIMIT
+            else:
+                reason = sc.RETRY_CONNECTION if caught is not None else sc.RETRY_SERVER
+            record.add_retry_sleep(_perf() - start, reason)
+        return retried

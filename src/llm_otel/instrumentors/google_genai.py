@@ -1,0 +1,342 @@
+"""Google GenAI SDK (``google-genai``): generate_content (with automatic function calling), streams, embeddings.
+
+One public call can make several HTTP requests (automatic function calling, continuations), so the span
+lives on the public method while usage is summed over the private ``_generate_content`` /
+``_generate_content_stream`` methods, which make one request each. Streaming methods are lazy (no request
+until iterated), so a streamed call starts when iteration starts. The SDK ignores Retry-After and retries
+only when configured; throttle is the gap between a failed attempt (429) and the next one, measured on
+``BaseApiClient._request_once`` whichever HTTP library (httpx, httpx2, aiohttp) carries it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from .. import semconv as sc
+from ..errors import CallBlocked
+from ..record import CURRENT, CallRecord, use_span
+from ..records import CallInfo
+from ..throttle import retry_reason
+from ..usage import add, field, from_gemini
+from ._base import LLMInstrumentor
+
+_perf = time.perf_counter
+_PROVIDERS = (sc.PROVIDER_GEMINI, sc.PROVIDER_VERTEX_AI)
+
+
+def model_name(model: Any) -> str | None:
+    """``models/gemini-2.5-flash`` and publisher paths -> ``gemini-2.5-flash``."""
+    if not isinstance(model, str):
+        return None
+    return model.rsplit("/models/", 1)[-1].removeprefix("models/")
+
+
+def _hops(record: CallRecord) -> dict[str, Any]:
+    if record.extra is None:
+        record.extra = {"hops": 0}
+    return record.extra
+
+
+def apply_response(record: CallRecord, response: Any, *, usage_from_hops: bool) -> None:
+    """Model, id, finish reasons (and usage when no request hop was observed) from a response or chunk."""
+    record.response_model = field(response, "model_version") or record.response_model
+    record.response_id = field(response, "response_id") or record.response_id
+    candidates = field(response, "candidates") or []
+    reasons = [str(getattr(r, "value", r)) for r in (field(c, "finish_reason") for c in candidates) if r]
+    if reasons:
+        record.finish_reasons = reasons
+    if record.output_text is not None and candidates:
+        text = field(response, "text") if hasattr(type(response), "text") else None
+        if text:
+            record.output_text.append(text)
+    if not usage_from_hops:
+        usage = from_gemini(field(response, "usage_metadata"))
+        if usage is not None:
+            record.usage = usage
+            record.usage_complete = True
+
+
+def _has_output(chunk: Any) -> bool:
+    for candidate in field(chunk, "candidates") or ():
+        content = field(candidate, "content")
+        if content is not None and field(content, "parts"):
+            return True
+    return False
+
+
+class GoogleGenAIInstrumentor(LLMInstrumentor):
+    """Instruments the ``google-genai`` package (``google.genai``)."""
+
+    module: ClassVar[str] = "google.genai"
+    dependencies: ClassVar[tuple[str, ...]] = ("google-genai >= 1.0",)
+
+    def patch(self) -> None:
+        p = self._patcher
+        mod = "google.genai.models"
+        p.wrap(mod, "Models.generate_content", self._call_sync)
+        p.wrap(mod, "AsyncModels.generate_content", self._call_async)
+        p.wrap(mod, "Models.embed_content", self._call_sync)
+        p.wrap(mod, "AsyncModels.embed_content", self._call_async)
+        p.wrap(mod, "Models.generate_content_stream", self._stream_sync)
+        p.wrap(mod, "AsyncModels.generate_content_stream", self._stream_async)
+        p.wrap(mod, "Models._generate_content", self._hop_sync)
+        p.wrap(mod, "AsyncModels._generate_content", self._hop_async)
+        p.wrap(mod, "Models._generate_content_stream", self._hop_stream_sync)
+        p.wrap(mod, "AsyncModels._generate_content_stream", self._hop_stream_async)
+        api = "google.genai._api_client"
+        p.wrap(api, "BaseApiClient._request_once", self._attempt_sync)
+        p.wrap(api, "BaseApiClient._async_request_once", self._attempt_async)
+
+    # --- records -------------------------------------------------------------------------------------------
+    def _new_record(self, instance: Any, kwargs: dict[str, Any], operation: str, streaming: bool) -> CallRecord:
+        api = getattr(instance, "_api_client", None)
+        provider = sc.PROVIDER_VERTEX_AI if getattr(api, "vertexai", False) else sc.PROVIDER_GEMINI
+        base_url = getattr(getattr(api, "_http_options", None), "base_url", None) or ""
+        parts = urlsplit(base_url)
+        port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme else None)
+        record = CallRecord(self.rt, provider, operation, model_name(kwargs.get("model")), parts.hostname, port,
+                            streaming)  # fmt: skip
+        try:
+            self.rt.before_call(CallInfo(record.provider, record.operation, record.request_model, record.attributes))
+        except CallBlocked as exc:
+            record.finish(exc)
+            raise
+        except Exception:
+            self.rt.report_internal_error("before_call processors")
+        return record
+
+    def _begin(self, instance: Any, wrapped: Any, kwargs: dict[str, Any], streaming: bool) -> CallRecord | None:
+        operation = sc.OP_EMBEDDINGS if wrapped.__name__ == "embed_content" else sc.OP_GENERATE_CONTENT
+        try:
+            return self._new_record(instance, kwargs, operation, streaming)
+        except CallBlocked:
+            raise
+        except Exception:
+            self.rt.report_internal_error("google-genai call start")
+            return None
+
+    def _end(self, record: CallRecord, result: Any) -> None:
+        try:
+            apply_response(record, result, usage_from_hops=bool(record.extra and record.extra["hops"]))
+        except Exception:
+            self.rt.report_internal_error("google-genai response")
+        record.finish()
+
+    # --- public, non-streaming -------------------------------------------------------------------------------
+    def _call_sync(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        record = self._begin(instance, wrapped, kwargs, False)
+        if record is None:
+            return wrapped(*args, **kwargs)
+        token = CURRENT.set(record)
+        try:
+            with use_span(record):
+                result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            record.finish(exc)
+            raise
+        finally:
+            CURRENT.reset(token)
+        self._end(record, result)
+        return result
+
+    async def _call_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        record = self._begin(instance, wrapped, kwargs, False)
+        if record is None:
+            return await wrapped(*args, **kwargs)
+        token = CURRENT.set(record)
+        try:
+            with use_span(record):
+                result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            record.finish(exc)
+            raise
+        finally:
+            CURRENT.reset(token)
+        self._end(record, result)
+        return result
+
+    # --- public, streaming ---------------------------------------------------------------------------------
+    def _observe(self, record: CallRecord, chunk: Any) -> None:
+        if _has_output(chunk):
+            record.output_chunk()
+        apply_response(record, chunk, usage_from_hops=bool(record.extra and record.extra["hops"]))
+        if not (record.extra and record.extra["hops"]):
+            record.usage_complete = False  # running counts until the stream ends
+            _hops(record)["last"] = True
+
+    def _stream_sync(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        inner = wrapped(*args, **kwargs)  # lazy: nothing is sent yet
+        return self._iterate_sync(inner, instance, wrapped, kwargs)
+
+    def _iterate_sync(self, inner: Iterator[Any], instance: Any, wrapped: Any, kwargs: Any) -> Iterator[Any]:
+        record = self._begin(instance, wrapped, kwargs, True)
+        if record is None:
+            yield from inner
+            return
+        end = sc.STREAM_COMPLETED
+        try:
+            while True:
+                token = CURRENT.set(record)
+                try:
+                    with use_span(record):
+                        chunk = next(inner)
+                except StopIteration:
+                    break
+                finally:
+                    CURRENT.reset(token)
+                self._observe(record, chunk)
+                yield chunk
+        except GeneratorExit:
+            end = sc.STREAM_CLIENT_CLOSED
+            inner.close()
+            raise
+        except BaseException as exc:
+            record.finish(exc, stream_end=sc.STREAM_ERROR)
+            raise
+        finally:
+            self._finish_stream(record, end)
+
+    def _finish_stream(self, record: CallRecord, end: str) -> None:
+        if end == sc.STREAM_COMPLETED and record.extra and record.extra.get("last") and record.usage is not None:
+            record.usage_complete = True  # the last chunk's running counts are the final ones
+        record.finish(stream_end=end)
+
+    async def _stream_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        inner = await wrapped(*args, **kwargs)  # an async generator; nothing is sent yet
+        return self._iterate_async(inner, instance, wrapped, kwargs)
+
+    async def _iterate_async(
+        self, inner: AsyncIterator[Any], instance: Any, wrapped: Any, kwargs: Any
+    ) -> AsyncIterator[Any]:
+        record = self._begin(instance, wrapped, kwargs, True)
+        if record is None:
+            async for chunk in inner:
+                yield chunk
+            return
+        end = sc.STREAM_COMPLETED
+        try:
+            while True:
+                token = CURRENT.set(record)
+                try:
+                    with use_span(record):
+                        chunk = await inner.__anext__()
+                except StopAsyncIteration:
+                    break
+                finally:
+                    CURRENT.reset(token)
+                self._observe(record, chunk)
+                yield chunk
+        except GeneratorExit:
+            end = sc.STREAM_CLIENT_CLOSED
+            raise
+        except BaseException as exc:
+            import asyncio
+
+            if isinstance(exc, asyncio.CancelledError):
+                end = sc.STREAM_CLIENT_CLOSED
+            else:
+                record.finish(exc, stream_end=sc.STREAM_ERROR)
+            raise
+        finally:
+            self._finish_stream(record, end)
+
+    # --- one request hop (exact usage under automatic function calling) -----------------------------------
+    @staticmethod
+    def _add_hop(record: CallRecord | None, response: Any) -> None:
+        if record is None or record.provider not in _PROVIDERS:
+            return
+        state = _hops(record)
+        state["hops"] += 1
+        usage = from_gemini(field(response, "usage_metadata"))
+        if usage is not None:
+            record.usage = add(record.usage, usage)
+            record.usage_complete = True
+
+    def _hop_sync(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        result = wrapped(*args, **kwargs)
+        self._add_hop(CURRENT.get(), result)
+        return result
+
+    async def _hop_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        result = await wrapped(*args, **kwargs)
+        self._add_hop(CURRENT.get(), result)
+        return result
+
+    def _hop_stream_sync(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        record = CURRENT.get()
+        inner = wrapped(*args, **kwargs)
+        if record is None or record.provider not in _PROVIDERS:
+            return inner
+        return self._hop_stream_iter(record, inner)
+
+    def _hop_stream_iter(self, record: CallRecord, inner: Iterator[Any]) -> Iterator[Any]:
+        last = None
+        state = _hops(record)
+        state["hops"] += 1
+        base = record.usage
+        for chunk in inner:
+            last = from_gemini(field(chunk, "usage_metadata")) or last
+            record.usage = add(base, last)  # running counts of this hop on top of earlier hops
+            record.usage_complete = False
+            yield chunk
+        record.usage_complete = record.usage is not None
+
+    def _hop_stream_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        record = CURRENT.get()
+        if record is None or record.provider not in _PROVIDERS:
+            return wrapped(*args, **kwargs)
+        return self._hop_stream_aiter(record, wrapped, args, kwargs)
+
+    async def _hop_stream_aiter(self, record: CallRecord, wrapped: Any, args: Any, kwargs: Any) -> Any:
+        inner = wrapped(*args, **kwargs)
+        if hasattr(inner, "__await__"):
+            inner = await inner
+        last = None
+        state = _hops(record)
+        state["hops"] += 1
+        base = record.usage
+        async for chunk in inner:
+            last = from_gemini(field(chunk, "usage_metadata")) or last
+            record.usage = add(base, last)
+            record.usage_complete = False
+            yield chunk
+        record.usage_complete = record.usage is not None
+
+    # --- attempts (throttle) -------------------------------------------------------------------------------
+    @staticmethod
+    def _before_attempt(record: CallRecord) -> None:
+        failed = record.extra.get("failed") if record.extra else None
+        if failed is not None:
+            failed_at, reason = failed
+            record.add_retry_sleep(_perf() - failed_at, reason)
+            record.extra["failed"] = None  # type: ignore[index]
+
+    @staticmethod
+    def _attempt_failed(record: CallRecord, exc: BaseException) -> None:
+        code = getattr(exc, "code", None)
+        _hops(record)["failed"] = (_perf(), retry_reason(code if isinstance(code, int) else None))
+
+    def _attempt_sync(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        record = CURRENT.get()
+        if record is None or record.provider not in _PROVIDERS:
+            return wrapped(*args, **kwargs)
+        self._before_attempt(record)
+        try:
+            return wrapped(*args, **kwargs)
+        except Exception as exc:
+            self._attempt_failed(record, exc)
+            raise
+
+    async def _attempt_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        record = CURRENT.get()
+        if record is None or record.provider not in _PROVIDERS:
+            return await wrapped(*args, **kwargs)
+        self._before_attempt(record)
+        try:
+            return await wrapped(*args, **kwargs)
+        except Exception as exc:
+            self._attempt_failed(record, exc)
+            raise
