@@ -575,9 +575,10 @@ def settle() -> None:
     gc.collect()
 
 
-def memory(provider: Provider, telemetry: Telemetry, ledger: Path, calls: int, warm: int) -> dict[str, Any]:
+def memory(provider: Provider, telemetry: Telemetry, ledger: Path, calls: int, warm: int, traced: int) -> dict[str, Any]:
+    """RSS over ``calls`` instrumented calls after ``warm``; then tracemalloc over ``traced`` more calls."""
     client = make_client(provider)
-    out: dict[str, Any] = {"calls": calls, "warmup": warm}
+    out: dict[str, Any] = {"calls": calls, "warmup": warm, "traced_calls": traced}
     t_start = time.perf_counter()
     with LlmOtel(telemetry, ledger).active():
         for _ in range(warm):
@@ -601,12 +602,12 @@ def memory(provider: Provider, telemetry: Telemetry, ledger: Path, calls: int, w
         # that one-off allocations made after tracing starts are not counted as growth.
         tracemalloc.start(1)
         try:
-            for _ in range(min(warm, 500)):
+            for _ in range(min(warm, 300)):
                 plain_chat(client)
             settle()
             m0 = tracemalloc.get_traced_memory()[0]
             snap0 = tracemalloc.take_snapshot()
-            for _ in range(calls):
+            for _ in range(traced):
                 plain_chat(client)
             settle()
             m1 = tracemalloc.get_traced_memory()[0]
@@ -615,7 +616,7 @@ def memory(provider: Provider, telemetry: Telemetry, ledger: Path, calls: int, w
             tracemalloc.stop()
     out["tracemalloc_pass_s"] = time.perf_counter() - t_start - out["rss_pass_s"]
     out["tracemalloc_growth_kb"] = (m1 - m0) / 1024
-    out["tracemalloc_bytes_per_call"] = (m1 - m0) / calls
+    out["tracemalloc_bytes_per_call"] = (m1 - m0) / traced
     stats = snap1.compare_to(snap0, "lineno")
     out["top_growth"] = [f"{s.size_diff / 1024:+.1f} KB {s.count_diff:+d} blocks {s.traceback[0]}" for s in stats[:5]]
     return out
@@ -625,6 +626,8 @@ def memory(provider: Provider, telemetry: Telemetry, ledger: Path, calls: int, w
 _SNIPPETS = {
     "import_llm_otel": "import time; t=time.perf_counter(); import llm_otel; print(time.perf_counter()-t)",
     "instrument": "import time,llm_otel; t=time.perf_counter(); llm_otel.instrument(ledger=False); "
+    "print(time.perf_counter()-t)",
+    "import_llm_otel_after_openai": "import time,openai; t=time.perf_counter(); import llm_otel; "
     "print(time.perf_counter()-t)",
     "instrument_openai_imported": "import time,openai,llm_otel; t=time.perf_counter(); "
     "llm_otel.instrument(ledger=False); print(time.perf_counter()-t)",
@@ -741,6 +744,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile-calls", type=int, default=5000)
     ap.add_argument("--profile-streams", type=int, default=500)
     ap.add_argument("--chunks", type=int, default=50, help="content chunks per stream")
+    ap.add_argument("--traced-calls", type=int, default=0,
+                    help="calls under tracemalloc (default 5000, quick 600; tracing makes each call ~5x slower)")
     ap.add_argument("--json", type=Path, default=HERE / "results.json", help="where to write results")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -757,8 +762,10 @@ def main(argv: list[str] | None = None) -> int:
         "stream_block": 10 if q else 40,
         "short_stream_block": 40 if q else 150,
         "warm": 10 if q else 30,
-        "memory_calls": 3000 if q else 20000,
+        "stream_warm": 3 if q else 5,
+        "memory_calls": 2000 if q else 20000,
         "memory_warmup": 300 if q else 2000,
+        "memory_traced_calls": args.traced_calls or (600 if q else 5000),
         "startup_runs": 3 if q else 5,
     }
     tmp = Path(tempfile.mkdtemp(prefix="llm-otel-bench-"))
@@ -841,7 +848,9 @@ def run_all(cfg: dict[str, Any], provider: Provider, telemetry: Telemetry, ledge
               f" [target <= 2];  fit: {s['marginal_per_chunk_beyond_floor_us']:.2f} us/chunk"
               f" + {s['fixed_per_stream_beyond_floor_us']:.1f} us/stream fixed")  # fmt: skip
 
-    mem = memory(provider, telemetry, ledger, cfg["memory_calls"], cfg["memory_warmup"])
+    sections["timing"] = time.perf_counter() - started - sum(sections.values())
+    mem = memory(provider, telemetry, ledger, cfg["memory_calls"], cfg["memory_warmup"], cfg["memory_traced_calls"])
+    sections["memory"] = time.perf_counter() - started - sum(sections.values())
     results["memory"] = mem
     print(f"\nMemory over {mem['calls']} instrumented non-stream calls after {mem['warmup']} warm-up (ledger drained):")
     print(f"  RSS {mem['rss_kb_before'] / 1024:.1f} -> {mem['rss_kb_after'] / 1024:.1f} MB "

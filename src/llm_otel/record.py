@@ -71,9 +71,9 @@ class CallRecord:
 
     __slots__ = (
         "_once",
-        "extra",
         "attributes",
         "chunk_times",
+        "extra",
         "finish_reasons",
         "operation",
         "output_text",
