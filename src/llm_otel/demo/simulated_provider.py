@@ -123,6 +123,7 @@ class _Scenario:
     reasoning: int = 2
     rl_req: int | None = None
     rl_tok: int | None = None
+    tool: str | None = None  # Gemini: ask the client to call this function first (automatic function calling)
 
     @property
     def uncached(self) -> int:
@@ -169,6 +170,9 @@ def _parse_scenario(texts: list[str]) -> _Scenario:
             key, sep, value = token.partition("=")
             key = key.strip()
             value = value.strip()
+            if sep and key == "tool" and value.isidentifier():
+                sc.tool = value
+                continue
             if not sep or (key not in _INT_KEYS and key not in _FLOAT_KEYS and key != "ra"):
                 raise _ScenarioError(f"unknown simulation scenario token {token!r}")
             try:
@@ -1447,9 +1451,17 @@ def _gemini(ex: _Exchange, op: str) -> None:
         return
     pieces = _gemini_text(ex)
     response_id = secrets.token_hex(8)
+    answered = any(
+        isinstance(part, dict) and ("functionResponse" in part or "function_response" in part)
+        for content in body.get("contents") or []
+        if isinstance(content, dict)
+        for part in content.get("parts") or []
+    )
+    call_tool = sc.tool is not None and not answered
 
     def candidate(text: str, finish: bool) -> dict[str, Any]:
-        cand: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+        part: dict[str, Any] = {"functionCall": {"name": sc.tool, "args": {}}} if call_tool else {"text": text}
+        cand: dict[str, Any] = {"content": {"parts": [part], "role": "model"}, "index": 0}
         if finish:
             cand["finishReason"] = "STOP"
         return cand

@@ -284,16 +284,14 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
             yield chunk
         record.usage_complete = record.usage is not None
 
-    def _hop_stream_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    async def _hop_stream_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         record = CURRENT.get()
+        inner = await wrapped(*args, **kwargs)  # ``async def`` returning an async generator
         if record is None or record.provider not in _PROVIDERS:
-            return wrapped(*args, **kwargs)
-        return self._hop_stream_aiter(record, wrapped, args, kwargs)
+            return inner
+        return self._hop_stream_aiter(record, inner)
 
-    async def _hop_stream_aiter(self, record: CallRecord, wrapped: Any, args: Any, kwargs: Any) -> Any:
-        inner = wrapped(*args, **kwargs)
-        if hasattr(inner, "__await__"):
-            inner = await inner
+    async def _hop_stream_aiter(self, record: CallRecord, inner: AsyncIterator[Any]) -> AsyncIterator[Any]:
         last = None
         state = _hops(record)
         state["hops"] += 1
