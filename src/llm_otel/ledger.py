@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS calls (
     cost_usd REAL,
     duration_s REAL NOT NULL,
     ttfc_s REAL,
+    tokens_per_second REAL,
+    burst_tokens_per_second REAL,
     throttle_wait_s REAL NOT NULL,
     retry_wait_s REAL NOT NULL,
     retries INTEGER NOT NULL,
@@ -69,6 +71,8 @@ COLUMNS = [
     "cost_usd",
     "duration_s",
     "ttfc_s",
+    "tokens_per_second",
+    "burst_tokens_per_second",
     "throttle_wait_s",
     "retry_wait_s",
     "retries",
@@ -82,6 +86,7 @@ COLUMNS = [
     "attributes",
     "trace_id",
 ]
+_ADDED_COLUMNS = {"tokens_per_second": "REAL", "burst_tokens_per_second": "REAL"}
 _INSERT = f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
@@ -100,6 +105,11 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(SCHEMA)
+    # Ledgers written by an older llm-otel lack newer columns: add them (existing rows get NULL).
+    present = {row[1] for row in conn.execute("PRAGMA table_info(calls)")}
+    for name, kind in _ADDED_COLUMNS.items():
+        if name not in present:
+            conn.execute(f"ALTER TABLE calls ADD COLUMN {name} {kind}")
     return conn
 
 
@@ -112,6 +122,7 @@ def _row(rec: UsageRecord, service: str | None) -> tuple[Any, ...]:
         u.cache_read_tokens if u else None, u.cache_write_tokens if u else None,
         u.reasoning_tokens if u else None,
         int(rec.usage_complete), rec.cost_usd, rec.duration_s, rec.time_to_first_chunk_s,
+        rec.tokens_per_second, rec.burst_tokens_per_second,
         rec.throttle_wait_s, rec.retry_wait_s, rec.retries, rec.error_type, rec.stream_end, service,
         *(attrs.get(k) for k in KNOWN_CONTEXT_COLUMNS),
         json.dumps(attrs, sort_keys=True), rec.trace_id,

@@ -309,6 +309,8 @@ class CallRecord:
                 cost_usd=cost,
                 duration_s=duration,
                 time_to_first_chunk_s=ttfc,
+                tokens_per_second=tps,
+                burst_tokens_per_second=burst,
                 throttle_wait_s=self.throttle_s,
                 retry_wait_s=self.retry_s,
                 retries=retries_total,

@@ -22,6 +22,8 @@ class UsageRecord:
     cost_usd: float | None
     duration_s: float
     time_to_first_chunk_s: float | None = None
+    tokens_per_second: float | None = None
+    burst_tokens_per_second: float | None = None
     throttle_wait_s: float = 0.0
     retry_wait_s: float = 0.0
     retries: int = 0
