@@ -158,7 +158,7 @@ class _WebhookHandler(BaseHTTPRequestHandler):
             payload = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
             payload = {"_raw": body.decode("utf-8", "replace")}
-        self.server.record(payload)
+        self.server.record(payload, self.path)
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -175,7 +175,7 @@ class _WebhookHandler(BaseHTTPRequestHandler):
 class _WebhookServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, record: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, record: Callable[[dict[str, Any], str], None]) -> None:
         super().__init__(("127.0.0.1", 0), _WebhookHandler)
         self.record = record
         self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
@@ -210,6 +210,7 @@ class ObsStack:
         self.processes: list[_Process] = []
         self._webhook: _WebhookServer | None = None
         self._payloads: list[dict[str, Any]] = []
+        self._paths: list[str] = []
         self._payloads_lock = threading.Lock()
         self.am_url = ""
         self.prom_url = ""
@@ -463,9 +464,16 @@ class ObsStack:
         with self._payloads_lock:
             return list(self._payloads)
 
-    def _record_payload(self, payload: dict[str, Any]) -> None:
+    def webhook_requests(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every (request path, JSON body) the webhook received so far, oldest first. Alertmanager
+        configs can route to ``${WEBHOOK_URL}/something`` to make the receiver visible in the path."""
+        with self._payloads_lock:
+            return list(zip(self._paths, self._payloads, strict=True))
+
+    def _record_payload(self, payload: dict[str, Any], path: str = "") -> None:
         with self._payloads_lock:
             self._payloads.append(payload)
+            self._paths.append(path)
 
     def wait_webhook(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 20.0) -> dict[str, Any]:
         """Wait for a webhook payload for which ``predicate(payload)`` is true; return it."""
@@ -481,3 +489,55 @@ class ObsStack:
                     f"{json.dumps(self.webhook_payloads())[:2000]}\n{self._process_report()}"
                 )
             time.sleep(_POLL_INTERVAL)
+
+
+class _OtlpSinkHandler(BaseHTTPRequestHandler):
+    server: OtlpSink
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.server.count(self.path, len(body))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class OtlpSink(ThreadingHTTPServer):
+    """A stand-in OTLP/HTTP receiver for the signals no backend here can take (traces, logs).
+
+    Answers every POST with 200 and an empty body (an empty Export*ServiceResponse) and counts the
+    requests and bytes per path (``/v1/traces``, ``/v1/logs``). It does not decode anything: it proves
+    that the SDK exported, not what. Use as a context manager.
+    """
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _OtlpSinkHandler)
+        self.requests: dict[str, int] = {}
+        self.bytes: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def count(self, path: str, size: int) -> None:
+        with self._lock:
+            self.requests[path] = self.requests.get(path, 0) + 1
+            self.bytes[path] = self.bytes.get(path, 0) + size
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
+        self._thread.join(timeout=5)
