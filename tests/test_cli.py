@@ -22,7 +22,7 @@ def test_demo_records_exactly_what_the_provider_served(tmp_path: Path) -> None:
     assert "(match)" in proc.stdout
     assert "openai/gpt-4o-mini" in proc.stdout
     rows = ledger.read_rows(db)
-    assert len(rows) == 45  # 40 threaded calls + 5 async ones
+    assert len(rows) == 50  # 40 threaded calls + 5 async OpenAI and 5 async Anthropic ones
     for r in rows:  # the demo's private fine-tune has no public price: unpriced, never zero
         assert (r["cost_usd"] is None) == (r["request_model"] == "acme-private-finetune")
     assert sum(r["input_tokens"] or 0 for r in rows) > 0
