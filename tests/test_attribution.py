@@ -78,3 +78,17 @@ def test_metric_buckets_follow_the_conventions(sim: Any, capture: Any) -> None:
     assert {p.attributes[sc.TOKEN_TYPE] for p in usage} == {"input", "output"}
     assert usage[0].bucket_bounds == sc.TOKEN_BUCKETS
     assert not any(p.name.startswith("gen_ai.server") for p in usage)
+
+
+def test_ratelimit_headroom_is_per_server_not_per_tenant(sim: Any, make_capture: Any) -> None:
+    cap = make_capture(metric_attributes=["tenant"])
+    client = openai.OpenAI(base_url=sim.openai_base_url, api_key="x")
+    for tenant in ("acme", "globex"):
+        with llm_otel.context(tenant=tenant):
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=MSG, extra_headers={"x-sim-scenario": "rl_req=7"}
+            )
+    points = cap.points(sc.METRIC_RATELIMIT_REMAINING, **{sc.RATELIMIT_KIND: "requests"})
+    assert len(points) == 1 and points[0].value == 7
+    assert "llm_otel.tenant" not in points[0].attributes
+    assert cap.points(sc.METRIC_TOKENS, **{"llm_otel.tenant": "globex"})  # other metrics keep the tenant

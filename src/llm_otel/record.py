@@ -290,10 +290,13 @@ class CallRecord:
             inst.tokens_per_second.record(tps, mattrs)
         if burst is not None:
             inst.burst_tokens_per_second.record(burst, mattrs)
-        if self.rl_requests is not None:
-            inst.ratelimit_remaining.set(self.rl_requests, rt.with_attr(mattrs, sc.RATELIMIT_KIND, "requests"))
-        if self.rl_tokens is not None:
-            inst.ratelimit_remaining.set(self.rl_tokens, rt.with_attr(mattrs, sc.RATELIMIT_KIND, "tokens"))
+        if self.rl_requests is not None or self.rl_tokens is not None:
+            # Headroom belongs to the account and server, not to a tenant: no context keys here.
+            rl_attrs = rt.metric_attributes(self, None, with_context=False)
+            if self.rl_requests is not None:
+                inst.ratelimit_remaining.set(self.rl_requests, rt.with_attr(rl_attrs, sc.RATELIMIT_KIND, "requests"))
+            if self.rl_tokens is not None:
+                inst.ratelimit_remaining.set(self.rl_tokens, rt.with_attr(rl_attrs, sc.RATELIMIT_KIND, "tokens"))
 
         # processors
         ctx = span.get_span_context()

@@ -45,10 +45,12 @@ class Runtime:
     def current_attribution() -> dict[str, str]:
         return _context.current()
 
-    def metric_attributes(self, rec: Any, error_type: str | None) -> dict[str, Any]:
-        """Low-cardinality metric attributes for a call, cached by value."""
+    def metric_attributes(self, rec: Any, error_type: str | None, with_context: bool = True) -> dict[str, Any]:
+        """Low-cardinality metric attributes for a call, cached by value. ``with_context=False`` leaves out the
+        allow-listed context keys (for per-server facts such as rate-limit headroom)."""
         ctx = rec.attributes
-        allowed = tuple(ctx.get(k) for k in self._metric_keys) if ctx and self._metric_keys else ()
+        keys = self._metric_keys if with_context else ()
+        allowed = tuple(ctx.get(k) for k in keys) if ctx and keys else ()
         key = (rec.provider, rec.operation, rec.request_model, rec.response_model, rec.server_address,
                rec.server_port, error_type, allowed)  # fmt: skip
         attrs = self._attr_cache.get(key)
@@ -64,7 +66,7 @@ class Runtime:
                 attrs[sc.SERVER_PORT] = rec.server_port
             if error_type:
                 attrs[sc.ERROR_TYPE] = error_type
-            for k, v in zip(self._metric_keys, allowed, strict=False):
+            for k, v in zip(keys, allowed, strict=False):
                 if v is not None:
                     attrs[sc.CONTEXT_PREFIX + k] = v
             if len(self._attr_cache) > _ATTR_CACHE_MAX:
