@@ -9,7 +9,6 @@ The call's record ends exactly once, whichever comes first:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 import weakref
@@ -110,7 +109,9 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
 
 
 def _cancelled(exc: BaseException) -> bool:
-    return isinstance(exc, (GeneratorExit, asyncio.CancelledError))
+    """GeneratorExit or asyncio's CancelledError (checked by name: importing llm-otel doesn't import asyncio)."""
+    cls = type(exc)
+    return isinstance(exc, GeneratorExit) or (cls.__name__ == "CancelledError" and cls.__module__.startswith("asyncio"))
 
 
 class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]

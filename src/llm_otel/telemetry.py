@@ -14,6 +14,7 @@ from .config import Settings
 
 log = logging.getLogger(__name__)
 SCOPE = "llm_otel"
+_SIGNALS = ("TRACES", "METRICS", "LOGS")
 
 
 def _version() -> str:
@@ -61,6 +62,12 @@ def setup_providers(
     lp = logger_provider or (global_lp if _is_sdk(global_lp, _proxy_logger_types()) else None)
     if tp is not None and mp is not None and lp is not None:
         return Providers(tp, mp, lp)
+    endpoint = settings.endpoint
+    if not endpoint and not any(os.environ.get(f"OTEL_EXPORTER_OTLP_{s}_ENDPOINT") for s in _SIGNALS):
+        # Nothing would be exported: skip building SDK spans and metric points nobody can read (the ledger
+        # and session totals are computed by llm-otel itself). Faster start-up and calls; docs/decisions.md.
+        return Providers(tp or trace.NoOpTracerProvider(), mp or metrics.NoOpMeterProvider(),
+                         lp or _logs.NoOpLoggerProvider())  # fmt: skip
 
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk.metrics import MeterProvider
@@ -69,7 +76,6 @@ def setup_providers(
 
     attrs = {SERVICE_NAME: settings.service_name} if settings.service_name else {}
     resource = Resource.create(attrs)
-    endpoint = settings.endpoint
     owned: list[Any] = []
 
     def signal_url(signal: str) -> str | None:
