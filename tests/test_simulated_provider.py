@@ -512,3 +512,82 @@ def test_bedrock(sim: SimulatedProvider) -> None:
         ("bedrock.invoke", model_id): times(no_reasoning, 2),
     }
     assert sim.requests()[0]["path"] == "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse"
+
+
+# -------------------------------------------------------------------------------------
+# Groq, Mistral, Cohere, Ollama (the simulated routes, driven by the uninstrumented SDKs)
+# -------------------------------------------------------------------------------------
+
+
+def test_groq_route_sends_x_groq_usage(sim: SimulatedProvider) -> None:
+    import groq
+
+    client = groq.Groq(base_url=sim.base_url, api_key="x")
+    assert client.chat.completions.create(model="llama-3.1-8b-instant", messages=MESSAGES).usage.prompt_tokens == 12
+    chunks = list(client.chat.completions.create(model="llama-3.1-8b-instant", messages=MESSAGES, stream=True))
+    assert chunks[-1].x_groq.usage.completion_tokens == 8 and chunks[-1].usage is None
+    assert all(c.x_groq is None for c in chunks[:-1])
+    client.embeddings.create(model="nomic-embed-text-v1_5", input="a")
+    assert [r["api"] for r in sim.requests()] == ["groq.chat", "groq.chat", "groq.embeddings"]
+    assert sim.served_usage()[("groq.chat", "llama-3.1-8b-instant")] == times(FULL, 2)
+    # Azure's /openai/v1 path is still OpenAI when the user agent is not Groq's
+    openai.OpenAI(base_url=sim.base_url + "/openai/v1", api_key="x").chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES
+    )
+    assert sim.requests()[-1]["api"] == "openai.chat"
+
+
+def test_mistral_route_always_streams_usage(sim: SimulatedProvider) -> None:
+    from mistralai.client import Mistral
+
+    client = Mistral(api_key="x", server_url=sim.base_url)
+    usage = client.chat.complete(model="mistral-small-latest", messages=MESSAGES).usage
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.prompt_tokens_details) == (12, 8, {"cached_tokens": 4})
+    events = list(client.chat.stream(model="mistral-small-latest", messages=MESSAGES))
+    last = events[-1].data
+    assert last.usage.completion_tokens == 8 and last.choices[0].finish_reason == "stop"
+    assert all(e.data.usage is None for e in events[:-1])
+    assert client.embeddings.create(model="mistral-embed", inputs=["a"]).usage.prompt_tokens == 12
+    assert [r["api"] for r in sim.requests()] == ["mistral.chat", "mistral.chat", "mistral.embeddings"]
+    no_write = {**FULL, "cache_write": 0, "reasoning": 0}
+    assert sim.served_usage()[("mistral.chat", "mistral-small-latest")] == times(no_write, 2)
+
+
+def test_cohere_routes(sim: SimulatedProvider) -> None:
+    import cohere
+
+    client = cohere.ClientV2(api_key="x", base_url=sim.base_url)
+    response = client.chat(model="command-a-03-2025", messages=MESSAGES)
+    assert response.usage.billed_units.input_tokens == 12 and response.usage.cached_tokens == 4
+    assert response.message.content[0].text and response.finish_reason == "COMPLETE"
+    events = list(client.chat_stream(model="command-a-03-2025", messages=MESSAGES, max_tokens=9))
+    kinds = [e.type for e in events]
+    assert kinds == ["message-start", "content-start"] + ["content-delta"] * 4 + ["content-end", "message-end"]
+    assert events[-1].delta.usage.billed_units.output_tokens == 8
+    embed = client.embed(model="embed-v4.0", texts=["a", "b"], input_type="search_query", embedding_types=["float"])
+    assert len(embed.embeddings.float_) == 2 and embed.meta.billed_units.input_tokens == 12
+    served = sim.served_usage()
+    assert served[("cohere.chat", "command-a-03-2025")] == times({**FULL, "cache_write": 0, "reasoning": 0}, 2)
+    assert served[("cohere.embed", "embed-v4.0")]["input"] == 12
+    with pytest.raises(cohere.errors.TooManyRequestsError):
+        cohere.ClientV2(api_key="x", base_url=sim.base_url, timeout=5).chat(
+            model="command-a-03-2025+429x9,ra_ms=1", messages=MESSAGES, request_options={"max_retries": 0}
+        )
+
+
+def test_ollama_routes(sim: SimulatedProvider) -> None:
+    import ollama
+
+    client = ollama.Client(host=sim.base_url)
+    chat = client.chat(model="llama3.2:1b", messages=MESSAGES)
+    assert (chat.prompt_eval_count, chat.eval_count, chat.done) == (12, 8, True) and chat.message.content
+    parts = list(client.generate(model="llama3.2:1b", prompt="hi", stream=True))
+    assert [p.done for p in parts] == [False] * 4 + [True] and parts[-1].eval_count == 8
+    assert "".join(p.response for p in parts[:-1])
+    assert client.embed(model="nomic-embed-text", input=["a", "b"]).prompt_eval_count == 12
+    assert [r["api"] for r in sim.requests()] == ["ollama.chat", "ollama.generate", "ollama.embed"]
+    assert sim.served_usage()[("ollama.generate", "llama3.2:1b")] == {**FULL, "cache_read": 0, "cache_write": 0,
+                                                                        "reasoning": 0}  # fmt: skip
+    with pytest.raises(ollama.ResponseError) as info:
+        client.chat(model="llama3.2:1b+503x1", messages=MESSAGES)
+    assert info.value.status_code == 503

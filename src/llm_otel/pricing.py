@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 _MTOK = 1_000_000
 # genai-prices provider ids for our provider names, where they differ.
 _PROVIDER_IDS = {"azure.ai.openai": "azure", "gcp.gemini": "google", "gcp.vertex_ai": "google",
-                 "aws.bedrock": "aws", "mistral_ai": "mistral"}  # fmt: skip
+                 "aws.bedrock": "aws", "mistral_ai": "mistral", "x_ai": "x-ai"}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +95,25 @@ class _GenaiPricesModel:
         )
 
 
+FREE = LinearPrice(0.0, 0.0, 0.0, 0.0)
+#: Built-in provider-wide prices, used when no user override matches: a local Ollama server sends no token
+#: bill. Users replace one with a ``provider:*`` override (or per model with ``provider:model`` / ``model``).
+PROVIDER_DEFAULTS: dict[str, LinearPrice] = {"ollama": FREE}
+
+
 class PriceBook:
-    """Thread-safe cost lookup with a per-(provider, model, day) cache."""
+    """Thread-safe cost lookup with a per-(provider, model, day) cache.
+
+    Order: user override for ``provider:model``, then ``model``, then ``provider:*``; the built-in provider
+    default (:data:`PROVIDER_DEFAULTS`); genai-prices."""
 
     def __init__(self, overrides: dict[str, ModelPrice] | None = None) -> None:
         self._overrides = {k: _from_override(v) for k, v in (overrides or {}).items()}
+        self._provider_prices = {**PROVIDER_DEFAULTS}
+        for key, price in self._overrides.items():
+            provider, sep, model = key.partition(":")
+            if sep and model == "*":
+                self._provider_prices[provider] = price
         self._cache: dict[tuple[str, str, _dt.date], _GenaiPricesModel | None] = {}
         self._lock = threading.Lock()
 
@@ -108,6 +122,8 @@ class PriceBook:
         if not model or not usage.known:
             return None
         override = self._overrides.get(f"{provider}:{model}") or self._overrides.get(model)
+        if override is None:
+            override = self._provider_prices.get(provider)
         if override is not None:
             return override.cost(usage)
         now = _dt.datetime.now(_dt.UTC)

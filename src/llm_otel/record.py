@@ -12,6 +12,7 @@ import contextvars
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -26,8 +27,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The call in progress in this thread / asyncio task (retry sleeps accumulate into it).
+#: The call in progress in this thread / asyncio task (retry sleeps accumulate into it). It also carries the
+#: nesting rule: an instrumented SDK call that starts while a call is current is part of that call (the
+#: outermost instrumented layer owns it, e.g. litellm over the openai SDK) and records nothing of its own.
 CURRENT: contextvars.ContextVar[CallRecord | None] = contextvars.ContextVar("llm_otel_call", default=None)
+
+
+@contextlib.contextmanager
+def detached() -> Iterator[None]:
+    """Run user code that an SDK calls back in the middle of a call (tools under automatic function calling)
+    outside that call: LLM calls it makes are calls of their own, not part of the current one."""
+    token = CURRENT.set(None)
+    try:
+        yield
+    finally:
+        CURRENT.reset(token)
+
 
 BURST_WINDOW_S = 0.25
 _perf = time.perf_counter
@@ -203,6 +218,10 @@ class CallRecord:
         complete = known and self.usage_complete
         # Partial usage (a stream that ended early) is recorded as far as it is known, but no cost is claimed.
         cost = rt.cost(self.provider, self.response_model or self.request_model, usage) if complete else None
+        cost_source = sc.COST_SOURCE_LOCAL
+        if cost is None and complete and self.extra is not None and "fallback_cost" in self.extra:
+            # Unpriced here, but the layer that made the call reported a figure (LiteLLM's own cost).
+            cost, cost_source = self.extra["fallback_cost"]
 
         ttfc = None
         tps = burst = None
@@ -232,7 +251,7 @@ class CallRecord:
             sattrs[sc.USAGE_COMPLETE] = complete
             if cost is not None:
                 sattrs[sc.COST_USD] = cost
-                sattrs[sc.COST_SOURCE] = sc.COST_SOURCE_LOCAL
+                sattrs[sc.COST_SOURCE] = cost_source
             elif complete:
                 sattrs[sc.COST_SOURCE] = sc.COST_SOURCE_UNPRICED
             elif known:

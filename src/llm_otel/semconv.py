@@ -48,6 +48,16 @@ PROVIDER_ANTHROPIC = _g.GenAiProviderNameValues.ANTHROPIC.value
 PROVIDER_GEMINI = _g.GenAiProviderNameValues.GCP_GEMINI.value
 PROVIDER_VERTEX_AI = _g.GenAiProviderNameValues.GCP_VERTEX_AI.value
 PROVIDER_BEDROCK = _g.GenAiProviderNameValues.AWS_BEDROCK.value
+PROVIDER_MISTRAL = _g.GenAiProviderNameValues.MISTRAL_AI.value
+PROVIDER_COHERE = _g.GenAiProviderNameValues.COHERE.value
+PROVIDER_GROQ = _g.GenAiProviderNameValues.GROQ.value
+PROVIDER_DEEPSEEK = _g.GenAiProviderNameValues.DEEPSEEK.value
+PROVIDER_X_AI = _g.GenAiProviderNameValues.X_AI.value
+PROVIDER_PERPLEXITY = _g.GenAiProviderNameValues.PERPLEXITY.value
+PROVIDER_WATSONX = _g.GenAiProviderNameValues.IBM_WATSONX_AI.value
+PROVIDER_AZURE_AI_INFERENCE = _g.GenAiProviderNameValues.AZURE_AI_INFERENCE.value
+# The conventions list no value for Ollama (local inference server); llm-otel uses this one.
+PROVIDER_OLLAMA = "ollama"
 OP_CHAT = _g.GenAiOperationNameValues.CHAT.value
 OP_TEXT_COMPLETION = _g.GenAiOperationNameValues.TEXT_COMPLETION.value
 OP_EMBEDDINGS = _g.GenAiOperationNameValues.EMBEDDINGS.value
@@ -64,7 +74,9 @@ TOKEN_TYPES = (TOKEN_INPUT, TOKEN_OUTPUT, TOKEN_CACHE_READ, TOKEN_CACHE_WRITE, T
 
 # --- llm_otel span-only attributes ---------------------------------------------------------------------
 COST_USD = "llm_otel.cost.usd"
-COST_SOURCE = "llm_otel.cost.source"  # local | unpriced
+COST_SOURCE = "llm_otel.cost.source"  # local | litellm | unpriced | incomplete
+COST_LITELLM_USD = "llm_otel.cost.litellm_usd"  # LiteLLM's own figure for the call, for comparison
+VIA = "llm_otel.via"  # the routing layer the user called (litellm) when it is not the provider's SDK
 THROTTLE_WAIT_S = "llm_otel.throttle.wait_s"
 RETRY_WAIT_S = "llm_otel.retry.wait_s"
 RETRIES = "llm_otel.retries"
@@ -80,6 +92,9 @@ CONTEXT_PREFIX = "llm_otel."  # llm_otel.context(job=...) -> span attribute llm_
 COST_SOURCE_LOCAL = "local"
 COST_SOURCE_UNPRICED = "unpriced"
 COST_SOURCE_INCOMPLETE = "incomplete"  # usage only partly known (stream ended early): no cost is claimed
+COST_SOURCE_LITELLM = "litellm"  # no local price; the cost LiteLLM reported for the call
+
+VIA_LITELLM = "litellm"
 
 STREAM_COMPLETED = "completed"
 STREAM_ERROR = "error"

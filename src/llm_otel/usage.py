@@ -143,6 +143,41 @@ def from_bedrock(usage: Any) -> Usage | None:
     )
 
 
+def _count(value: Any) -> int | None:
+    """A token count that may arrive as a float (Cohere's models declare counts as ``float``)."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and value >= 0 else None
+    return _int(value)
+
+
+def from_cohere(usage: Any) -> Usage | None:
+    """Cohere v2 ``usage``. Billed units are what Cohere charges (its raw ``tokens`` add the prompt template it
+    wraps the request in), so they are the input and output when reported, else the raw counts are.
+    ``cached_tokens`` are prompt tokens served from cache: cache read, part of input."""
+    if usage is None:
+        return None
+    billed = field(usage, "billed_units")
+    inp = _count(field(billed, "input_tokens"))
+    out = _count(field(billed, "output_tokens"))
+    if inp is None and out is None:
+        tokens = field(usage, "tokens")
+        inp = _count(field(tokens, "input_tokens"))
+        out = _count(field(tokens, "output_tokens"))
+        if inp is None and out is None:
+            return None
+    return Usage(input_tokens=inp, output_tokens=out, cache_read_tokens=_count(field(usage, "cached_tokens")))
+
+
+def from_ollama(response: Any) -> Usage | None:
+    """Ollama's final response (``done``): ``prompt_eval_count`` input, ``eval_count`` output. No cache or
+    reasoning counts are reported."""
+    inp = _int(field(response, "prompt_eval_count"))
+    out = _int(field(response, "eval_count"))
+    if inp is None and out is None:
+        return None
+    return Usage(input_tokens=inp, output_tokens=out)
+
+
 def add(total: Usage | None, part: Usage | None) -> Usage | None:
     """Sum of two usages (for one logical call that made several requests); unknown stays unknown."""
     if total is None:

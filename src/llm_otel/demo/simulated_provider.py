@@ -19,6 +19,17 @@ APIs spoken (request path → ``api`` name used by :meth:`SimulatedProvider.requ
 * AWS Bedrock runtime: ``/model/{id}/converse`` and ``/converse-stream`` →
   ``bedrock.converse``, ``/model/{id}/invoke`` and ``/invoke-with-response-stream`` →
   ``bedrock.invoke``.
+* Groq (OpenAI wire format under ``/openai/v1``, recognised by the Groq SDK's user agent):
+  ``/openai/v1/chat/completions`` → ``groq.chat`` (streams carry ``x_groq.usage`` on the
+  final chunk, as Groq does), ``/openai/v1/embeddings`` → ``groq.embeddings``.
+* Mistral (OpenAI-like wire format, recognised by the ``mistralai`` SDK's user agent):
+  ``/v1/chat/completions`` → ``mistral.chat`` (streams always carry usage on the last
+  chunk, as Mistral does), ``/v1/embeddings`` → ``mistral.embeddings``.
+* Cohere v2: ``/v2/chat`` → ``cohere.chat`` (SSE when ``"stream": true``, usage in the
+  ``message-end`` event), ``/v2/embed`` → ``cohere.embed``. Usage is reported as billed units
+  (``in``/``out``); ``tokens`` adds a fixed prompt overhead the way Cohere's raw counts do.
+* Ollama: ``/api/chat`` → ``ollama.chat``, ``/api/generate`` → ``ollama.generate`` (NDJSON
+  streams, counts on the final ``done: true`` object), ``/api/embed`` → ``ollama.embed``.
 
 Behaviour is chosen per request with scenario tokens, given in the ``x-sim-scenario``
 header (comma-separated) or as a model-name suffix after ``+`` (for example
@@ -372,6 +383,7 @@ class _Exchange:
         self.handler = handler
         self.started = time.monotonic()
         self.family = "unknown"
+        self.flavour = ""  # an OpenAI-compatible provider's quirks: "groq", "mistral"
         self.api = "unknown"
         self.model = ""
         self.stream = False
@@ -548,6 +560,10 @@ _BEDROCK_ERRORS = {
 
 
 def _error_payload(family: str, status: int, message: str) -> tuple[Any, dict[str, str]]:
+    if family == "cohere":
+        return {"message": message}, {}
+    if family == "ollama":
+        return {"error": message}, {}
     if family == "anthropic":
         kind = _ANTHROPIC_ERRORS.get(status, "api_error")
         return {"type": "error", "error": {"type": kind, "message": message}}, {}
@@ -648,6 +664,10 @@ _OPENAI_ROUTES = {
 }
 _AZURE_RE = re.compile(r"^/openai/(?:deployments/[^/]+|v1)(?P<rest>/.*)$")
 _ANTHROPIC_ROUTES = {"/v1/messages": "anthropic.messages", "/v1/messages/count_tokens": "anthropic.count_tokens"}
+_COHERE_ROUTES = {"/v2/chat": "cohere.chat", "/v2/embed": "cohere.embed"}
+_OLLAMA_ROUTES = {"/api/chat": "ollama.chat", "/api/generate": "ollama.generate", "/api/embed": "ollama.embed"}
+# OpenAI-compatible APIs told apart by the SDK's user agent: (user-agent fragment, path prefix, api prefix).
+_OPENAI_FLAVOURS = (("groq/python", "/openai/v1/", "groq"), ("mistral-client-python", "/v1/", "mistral"))
 _GEMINI_RE = re.compile(r"^/(?:v1|v1beta|v1beta1|v1alpha)/(?:.*/)?models/(?P<model>[^/]+?):(?P<method>[A-Za-z]+)$")
 _GEMINI_METHODS = {
     "generateContent": "gemini.generate_content",
@@ -896,6 +916,10 @@ class SimulatedProvider:
             return
 
         # Route. Azure OpenAI puts the deployment in the path: /openai/deployments/{name}/chat/completions.
+        user_agent = (handler.headers.get("user-agent") or "").lower()
+        flavour = next(
+            (f for ua, prefix, f in _OPENAI_FLAVOURS if ua in user_agent and raw_path.startswith(prefix)), ""
+        )
         azure = _AZURE_RE.match(raw_path)
         if azure:
             raw_path = "/v1" + azure.group("rest")
@@ -903,8 +927,15 @@ class SimulatedProvider:
         op = ""
         if raw_path in _OPENAI_ROUTES:
             ex.family, ex.api = "openai", _OPENAI_ROUTES[raw_path]
+            if flavour:
+                ex.flavour = flavour
+                ex.api = flavour + ex.api.removeprefix("openai")
         elif raw_path in _ANTHROPIC_ROUTES:
             ex.family, ex.api = "anthropic", _ANTHROPIC_ROUTES[raw_path]
+        elif raw_path in _COHERE_ROUTES:
+            ex.family, ex.api = "cohere", _COHERE_ROUTES[raw_path]
+        elif raw_path in _OLLAMA_ROUTES:
+            ex.family, ex.api = "ollama", _OLLAMA_ROUTES[raw_path]
         else:
             m = _GEMINI_RE.match(raw_path)
             if m and m.group("method") in _GEMINI_METHODS:
@@ -935,9 +966,11 @@ class SimulatedProvider:
             except ValueError:
                 bad_json = True
         ex.body = body
-        if ex.family in ("openai", "anthropic") and isinstance(body, dict):
+        if ex.family in ("openai", "anthropic", "cohere", "ollama") and isinstance(body, dict):
             model_raw = str(body.get("model") or "")
-            ex.stream = bool(body.get("stream"))
+            ex.stream = bool(body.get("stream", ex.family == "ollama"))  # Ollama streams unless told not to
+            if ex.api in ("cohere.embed", "ollama.embed"):
+                ex.stream = False
 
         model, _, suffix = model_raw.partition("+")
         ex.model = model
@@ -996,7 +1029,7 @@ class SimulatedProvider:
             ex.delay(sc.ttft)
 
         if ex.family == "openai":
-            _OPENAI_HANDLERS[ex.api](ex)
+            _OPENAI_HANDLERS["openai." + ex.api.partition(".")[2]](ex)
         elif ex.family == "anthropic":
             if ex.api == "anthropic.count_tokens":
                 ex.send_json(200, {"input_tokens": sc.input})
@@ -1004,6 +1037,10 @@ class SimulatedProvider:
                 _anthropic_messages(ex)
         elif ex.family == "gemini":
             _gemini(ex, op)
+        elif ex.family == "cohere":
+            _cohere(ex)
+        elif ex.family == "ollama":
+            _ollama(ex)
         else:
             _bedrock(ex, op)
 
@@ -1044,6 +1081,23 @@ def _openai_usage(sc: _Scenario) -> dict[str, Any]:
     }
 
 
+def _flavour_usage(ex: _Exchange) -> tuple[dict[str, Any], dict[str, int]]:
+    """Usage as this OpenAI-compatible provider reports it, and its normalized form."""
+    sc = ex.scenario
+    if ex.flavour == "mistral":  # prompt caching only: no cache-write or reasoning counts
+        usage = {
+            "prompt_tokens": sc.input,
+            "completion_tokens": sc.output,
+            "total_tokens": sc.input + sc.output,
+            "prompt_tokens_details": {"cached_tokens": sc.cached},
+        }
+        return usage, _full_norm(sc, cache_write=False, reasoning=False)
+    usage = _openai_usage(sc)
+    if ex.flavour == "groq":  # Groq adds its timings
+        usage.update(queue_time=0.01, prompt_time=0.002, completion_time=0.02, total_time=0.022)
+    return usage, _full_norm(sc)
+
+
 def _openai_text(ex: _Exchange, schema_holder: Any) -> list[str]:
     """Content pieces; JSON matching the schema when structured output is requested."""
     n = ex.scenario.chunks
@@ -1081,7 +1135,8 @@ def _openai_chat(ex: _Exchange) -> None:
         "system_fingerprint": "fp_simulated",
         "service_tier": "default",
     }
-    norm = None if sc.no_usage else _full_norm(sc)
+    usage_obj, full = _flavour_usage(ex)
+    norm = None if sc.no_usage else full
     if not ex.stream:
         payload: dict[str, Any] = {
             **common,
@@ -1096,13 +1151,15 @@ def _openai_chat(ex: _Exchange) -> None:
             ],
         }
         if not sc.no_usage:
-            payload["usage"] = _openai_usage(sc)
+            payload["usage"] = usage_obj
         ex.send_json(200, payload, usage=norm)
         return
     options = body.get("stream_options") or {}
     include = (bool(options.get("include_usage")) or sc.always_usage) and not sc.no_usage
+    if ex.flavour == "mistral":
+        include = False  # Mistral puts usage on its last chunk whatever the request says
 
-    def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
+    def chunk(delta: dict[str, Any], finish: str | None, **extra: Any) -> bytes:
         data: dict[str, Any] = {
             **common,
             "object": "chat.completion.chunk",
@@ -1110,13 +1167,19 @@ def _openai_chat(ex: _Exchange) -> None:
         }
         if include:
             data["usage"] = None
+        data.update(extra)
         return _sse(data)
 
     steps = [_Step("pre", chunk({"role": "assistant", "content": "", "refusal": None}, None))]
     steps += [_Step("content", chunk({"content": p}, None)) for p in pieces]
-    steps.append(_Step("post", chunk({}, "stop")))
+    if ex.flavour == "groq" and not sc.no_usage:  # the final chunk's x_groq.usage, sent on every Groq stream
+        steps.append(_Step("post", chunk({}, "stop", x_groq={"id": f"req_{cid[9:]}", "usage": usage_obj}), norm))
+    elif ex.flavour == "mistral" and not sc.no_usage:
+        steps.append(_Step("post", chunk({}, "stop", usage=usage_obj), norm))
+    else:
+        steps.append(_Step("post", chunk({}, "stop")))
     if include:
-        data = {**common, "object": "chat.completion.chunk", "choices": [], "usage": _openai_usage(sc)}
+        data = {**common, "object": "chat.completion.chunk", "choices": [], "usage": usage_obj}
         steps.append(_Step("post", _sse(data), norm))
     steps.append(_Step("post", _sse("[DONE]")))
     ex.run_stream(_StreamPlan("text/event-stream; charset=utf-8", steps, _sse(_openai_error_chunk())))
@@ -1175,10 +1238,12 @@ def _openai_embeddings(ex: _Exchange) -> None:
         if as_base64:
             embedding = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
         data.append({"object": "embedding", "index": index, "embedding": embedding})
-    payload: dict[str, Any] = {"object": "list", "data": data, "model": ex.model}
+    payload: dict[str, Any] = {"id": f"emb-{secrets.token_hex(8)}", "object": "list", "data": data, "model": ex.model}
     norm = None
     if not sc.no_usage:
         payload["usage"] = {"prompt_tokens": sc.input, "total_tokens": sc.input}
+        if ex.flavour == "mistral":
+            payload["usage"]["completion_tokens"] = 0
         norm = _norm(sc.input, 0)
     ex.send_json(200, payload, usage=norm)
 
@@ -1495,6 +1560,136 @@ def _gemini(ex: _Exchange, op: str) -> None:
         sep="\r\n\r\n",
     )
     ex.run_stream(_StreamPlan("text/event-stream", steps, error))
+
+
+# --------------------------------------------------------------------------------------
+# Cohere v2
+# --------------------------------------------------------------------------------------
+
+#: Cohere's raw ``tokens.input_tokens`` include its own prompt template; only billed units are charged.
+_COHERE_TEMPLATE_TOKENS = 30
+
+
+def _cohere_usage(sc: _Scenario) -> dict[str, Any]:
+    return {
+        "billed_units": {"input_tokens": sc.input, "output_tokens": sc.output},
+        "tokens": {"input_tokens": sc.input + _COHERE_TEMPLATE_TOKENS, "output_tokens": sc.output},
+        "cached_tokens": sc.cached,
+    }
+
+
+def _cohere(ex: _Exchange) -> None:
+    sc, body = ex.scenario, ex.body
+    rid = str(secrets.token_hex(16))
+    norm = None if sc.no_usage else _full_norm(sc, cache_write=False, reasoning=False)
+    if ex.api == "cohere.embed":
+        texts = body.get("texts") or body.get("inputs") or []
+        kinds = body.get("embedding_types") or ["float"]
+        dims = int(body.get("output_dimension") or 8)
+        vectors = [_embedding(f"{ex.provider.seed}:{json.dumps(t)}", dims) for t in texts]
+        payload: dict[str, Any] = {
+            "id": rid,
+            "response_type": "embeddings_by_type",
+            "embeddings": {kind: vectors for kind in kinds},
+            "texts": texts,
+            "meta": {"api_version": {"version": "2"}},
+        }
+        if not sc.no_usage:
+            payload["meta"]["billed_units"] = {"input_tokens": sc.input}
+            norm = _norm(sc.input, 0)
+        ex.send_json(200, payload, usage=norm)
+        return
+    pieces = _word_pieces(ex.rng, sc.chunks)
+    if not ex.stream:
+        payload = {
+            "id": rid,
+            "finish_reason": "COMPLETE",
+            "message": {"role": "assistant", "content": [{"type": "text", "text": "".join(pieces)}]},
+        }
+        if not sc.no_usage:
+            payload["usage"] = _cohere_usage(sc)
+        ex.send_json(200, payload, usage=norm)
+        return
+    start = {"message": {"role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}}
+    steps = [
+        _Step("pre", _sse({"id": rid, "type": "message-start", "delta": start})),
+        _Step(
+            "pre",
+            _sse(
+                {"type": "content-start", "index": 0, "delta": {"message": {"content": {"type": "text", "text": ""}}}}
+            ),
+        ),
+    ]
+    steps += [
+        _Step("content", _sse({"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": p}}}}))
+        for p in pieces
+    ]
+    end: dict[str, Any] = {"finish_reason": "COMPLETE"}
+    if not sc.no_usage:
+        end["usage"] = _cohere_usage(sc)
+    steps += [
+        _Step("post", _sse({"type": "content-end", "index": 0})),
+        _Step("post", _sse({"id": rid, "type": "message-end", "delta": end}), norm),
+    ]
+    error = _sse({"id": rid, "type": "message-end", "delta": {"finish_reason": "ERROR", "error": "simulated"}})
+    ex.run_stream(_StreamPlan("text/event-stream", steps, error))
+
+
+# --------------------------------------------------------------------------------------
+# Ollama
+# --------------------------------------------------------------------------------------
+
+
+def _ollama_line(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode() + b"\n"
+
+
+def _ollama(ex: _Exchange) -> None:
+    sc, body = ex.scenario, ex.body
+    created = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+    norm = None if sc.no_usage else _norm(sc.input, sc.output)  # no cache or reasoning counts
+    if ex.api == "ollama.embed":
+        raw = body.get("input", "")
+        inputs = raw if isinstance(raw, list) else [raw]
+        dims = int(body.get("dimensions") or 8)
+        payload: dict[str, Any] = {
+            "model": ex.model,
+            "embeddings": [_embedding(f"{ex.provider.seed}:{json.dumps(i)}", dims) for i in inputs],
+            "total_duration": 1_000_000,
+            "load_duration": 100_000,
+        }
+        if not sc.no_usage:
+            payload["prompt_eval_count"] = sc.input
+            norm = _norm(sc.input, 0)
+        ex.send_json(200, payload, usage=norm)
+        return
+    chat = ex.api == "ollama.chat"
+    pieces = _word_pieces(ex.rng, sc.chunks)
+
+    def part(text: str) -> dict[str, Any]:
+        base: dict[str, Any] = {"model": ex.model, "created_at": created}
+        if chat:
+            base["message"] = {"role": "assistant", "content": text}
+        else:
+            base["response"] = text
+        return base
+
+    def final(text: str) -> dict[str, Any]:
+        data = {**part(text), "done": True, "done_reason": "stop"}
+        data.update(total_duration=ex.elapsed_ms() * 1_000_000, load_duration=100_000)
+        if not sc.no_usage:
+            data.update(prompt_eval_count=sc.input, prompt_eval_duration=2_000_000,
+                        eval_count=sc.output, eval_duration=20_000_000)  # fmt: skip
+        if not chat:
+            data["context"] = [1, 2, 3]
+        return data
+
+    if not ex.stream:
+        ex.send_json(200, final("".join(pieces)), usage=norm)
+        return
+    steps = [_Step("content", _ollama_line({**part(p), "done": False})) for p in pieces]
+    steps.append(_Step("post", lambda: _ollama_line(final("")), norm))
+    ex.run_stream(_StreamPlan("application/x-ndjson", steps, _ollama_line({"error": "simulated stream error"})))
 
 
 # --------------------------------------------------------------------------------------

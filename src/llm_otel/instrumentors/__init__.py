@@ -5,7 +5,12 @@ from __future__ import annotations
 from ._base import LLMInstrumentor
 from .anthropic import AnthropicInstrumentor
 from .bedrock import BedrockInstrumentor
+from .cohere import CohereInstrumentor
 from .google_genai import GoogleGenAIInstrumentor
+from .groq import GroqInstrumentor
+from .litellm import LiteLLMInstrumentor
+from .mistral import MistralInstrumentor
+from .ollama import OllamaInstrumentor
 from .openai import OpenAIInstrumentor
 
 ALL: tuple[type[LLMInstrumentor], ...] = (
@@ -13,13 +18,23 @@ ALL: tuple[type[LLMInstrumentor], ...] = (
     AnthropicInstrumentor,
     GoogleGenAIInstrumentor,
     BedrockInstrumentor,
+    GroqInstrumentor,
+    MistralInstrumentor,
+    CohereInstrumentor,
+    OllamaInstrumentor,
+    LiteLLMInstrumentor,
 )
 
 __all__ = [
     "ALL",
     "AnthropicInstrumentor",
     "BedrockInstrumentor",
+    "CohereInstrumentor",
     "GoogleGenAIInstrumentor",
+    "GroqInstrumentor",
     "LLMInstrumentor",
+    "LiteLLMInstrumentor",
+    "MistralInstrumentor",
+    "OllamaInstrumentor",
     "OpenAIInstrumentor",
 ]

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import importlib.util
 import logging
 import sys
-from collections.abc import Callable, Collection
+import weakref
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+
+from .. import semconv as sc
+from ..errors import CallBlocked
+from ..record import CURRENT, CallRecord, use_span
+from ..records import CallInfo
+from ..streams import AsyncStreamProxy, SyncStreamProxy, _gc_end
 
 log = logging.getLogger("llm_otel")
 
@@ -107,3 +117,170 @@ def installed(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         return False
+
+
+# --- helpers for SDKs patched at their public methods (mistral, cohere, ollama, litellm) ----------------------
+def server_of(url: Any) -> tuple[str | None, int | None]:
+    """(host, port) of a base URL given as a string or an httpx URL; user-info never included."""
+    if url is None:
+        return None, None
+    if not isinstance(url, str):
+        host = getattr(url, "host", None)
+        scheme = getattr(url, "scheme", "")
+        return host or None, getattr(url, "port", None) or (443 if scheme == "https" else 80)
+    parts = urlsplit(url if "//" in url else f"http://{url}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+def new_record(
+    rt: Any,
+    where: str,
+    provider: str,
+    operation: str,
+    model: Any,
+    url: Any,
+    streaming: bool,
+    span_attributes: dict[str, Any] | None = None,
+) -> CallRecord | None:
+    """Start the record of a call, or None when it must not have one: another instrumented call is in
+    progress in this context and owns it (the nesting rule), or starting failed (logged; the call goes on)."""
+    if CURRENT.get() is not None:
+        return None
+    try:
+        address, port = server_of(url)
+        record = CallRecord(rt, provider, operation, model if isinstance(model, str) else None, address, port,
+                            streaming, span_attributes)  # fmt: skip
+    except Exception:
+        rt.report_internal_error(f"{where} call start")
+        return None
+    try:
+        rt.before_call(CallInfo(record.provider, record.operation, record.request_model, record.attributes))
+    except CallBlocked as exc:
+        record.finish(exc)
+        raise
+    except Exception:
+        rt.report_internal_error("before_call processors")
+    return record
+
+
+def run_sync(record: CallRecord, wrapped: Any, args: Any, kwargs: Any) -> Any:
+    """Run the SDK call as the current call (retry sleeps and nested SDK calls count on it); end the record
+    if it raises."""
+    token = CURRENT.set(record)
+    try:
+        with use_span(record):
+            return wrapped(*args, **kwargs)
+    except BaseException as exc:
+        record.finish(exc)
+        raise
+    finally:
+        CURRENT.reset(token)
+
+
+async def run_async(record: CallRecord, wrapped: Any, args: Any, kwargs: Any) -> Any:
+    """Async twin of :func:`run_sync`."""
+    token = CURRENT.set(record)
+    try:
+        with use_span(record):
+            return await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        record.finish(exc)
+        raise
+    finally:
+        CURRENT.reset(token)
+
+
+def observed_iter(start: Callable[[], CallRecord | None], inner: Iterator[Any], observe: Callable[..., Any]) -> Any:
+    """Iterate an SDK's lazy stream generator (nothing is sent until the first ``next``): the call starts at
+    the first iteration and ends exactly once, on exhaustion, error or ``close()`` / ``break``."""
+    record = start()
+    if record is None:
+        yield from inner
+        return
+    end = sc.STREAM_COMPLETED
+    try:
+        while True:
+            token = CURRENT.set(record)
+            try:
+                with use_span(record):
+                    item = next(inner)
+            except StopIteration:
+                break
+            finally:
+                CURRENT.reset(token)
+            observe(record, item)
+            yield item
+    except GeneratorExit:
+        end = sc.STREAM_CLIENT_CLOSED
+        close = getattr(inner, "close", None)
+        if close is not None:
+            close()
+        raise
+    except BaseException as exc:
+        record.finish(exc, stream_end=sc.STREAM_ERROR)
+        raise
+    finally:
+        record.finish(stream_end=end)
+
+
+async def observed_aiter(
+    start: Callable[[], CallRecord | None], inner: AsyncIterator[Any], observe: Callable[..., Any]
+) -> Any:
+    """Async twin of :func:`observed_iter`; cancellation ends the call as ``client_closed``."""
+    record = start()
+    if record is None:
+        async for item in inner:
+            yield item
+        return
+    end = sc.STREAM_COMPLETED
+    try:
+        while True:
+            token = CURRENT.set(record)
+            try:
+                with use_span(record):
+                    item = await inner.__anext__()
+            except StopAsyncIteration:
+                break
+            finally:
+                CURRENT.reset(token)
+            observe(record, item)
+            yield item
+    except (GeneratorExit, asyncio.CancelledError):
+        end = sc.STREAM_CLIENT_CLOSED
+        close = getattr(inner, "aclose", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()
+        raise
+    except BaseException as exc:
+        record.finish(exc, stream_end=sc.STREAM_ERROR)
+        raise
+    finally:
+        record.finish(stream_end=end)
+
+
+class SelfClosingStream(SyncStreamProxy):
+    """Proxy for a stream object whose own generator closes its HTTP response when it ends (Mistral's
+    ``EventStream``, LiteLLM's stream iterators): the generic proxy's response-close hook, meant for helpers
+    that close the response behind the stream's back, would end such a stream as ``client_closed`` just
+    before its last item, so it is not installed. ``break``, ``close()``, ``with`` and GC still end the call."""
+
+    def __init__(self, wrapped: Any, record: CallRecord, observe: Any) -> None:
+        wrapt.ObjectProxy.__init__(self, wrapped)
+        self._self_record = record
+        self._self_observe = observe
+        weakref.finalize(self, _gc_end, record).atexit = False
+
+
+class SelfClosingAsyncStream(AsyncStreamProxy):
+    """Async twin of :class:`SelfClosingStream`."""
+
+    def __init__(self, wrapped: Any, record: CallRecord, observe: Any) -> None:
+        wrapt.ObjectProxy.__init__(self, wrapped)
+        self._self_record = record
+        self._self_observe = observe
+        weakref.finalize(self, _gc_end, record).atexit = False

@@ -5,6 +5,10 @@ One hook on the client's ``request`` method sees every endpoint and helper: ``cr
 retry loop runs inside ``request``, so one ``request`` call is one logical call; retry sleeps
 (``_sleep_for_retry``) and the final HTTP response (``_process_response``) are hooked for throttle and
 rate-limit headers. Subclasses say which paths are LLM operations and how to read responses and chunks.
+
+Nesting: when a call is already in progress (``CURRENT`` is set, e.g. ``litellm.completion`` calling this SDK),
+``request`` passes through without a record of its own; the retry-sleep and response-header hooks still
+feed the outer call. See docs/decisions.md, "One logical call, one record".
 """
 
 from __future__ import annotations
@@ -132,6 +136,8 @@ class StainlessInstrumentor(LLMInstrumentor):
 
     # --- request hooks -------------------------------------------------------------------------------------
     def _request_sync(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        if CURRENT.get() is not None:  # nested under an instrumented call (litellm): that call owns this one
+            return wrapped(*args, **kwargs)
         started = self._begin(instance, args, kwargs)
         if started is None:
             return wrapped(*args, **kwargs)
@@ -148,6 +154,8 @@ class StainlessInstrumentor(LLMInstrumentor):
         return self._handle_result(record, result, raw_mode, stream, SyncStreamProxy)
 
     async def _request_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        if CURRENT.get() is not None:  # nested: see _request_sync
+            return await wrapped(*args, **kwargs)
         started = self._begin(instance, args, kwargs)
         if started is None:
             return await wrapped(*args, **kwargs)
@@ -194,7 +202,9 @@ class StainlessInstrumentor(LLMInstrumentor):
             try:
                 headers = kwargs["response"].headers
                 req_name, tok_name = self.ratelimit_headers
-                record.set_ratelimit(header_int(headers, req_name), header_int(headers, tok_name))
+                requests, tokens = header_int(headers, req_name), header_int(headers, tok_name)
+                if requests is not None or tokens is not None:  # also fills an outer (nesting) call's record
+                    record.set_ratelimit(requests, tokens)
             except Exception:
                 self.rt.report_internal_error(f"{self.module} response headers")
         return wrapped(*args, **kwargs)

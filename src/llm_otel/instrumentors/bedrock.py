@@ -5,7 +5,8 @@ botocore builds client methods at run time, so the hook is ``BaseClient._make_ap
 ``bedrock-runtime`` service. Usage comes from the Converse body, the stream's ``metadata`` event, the
 ``x-amzn-bedrock-*-token-count`` headers (invoke_model) or the last chunk's invocation metrics
 (invoke_model_with_response_stream). Retry sleeps happen in ``Endpoint._needs_retry``; throttling
-(429 / ``ThrottlingException``) counts as throttle wait. (aiobotocore is not instrumented.)
+(429 / ``ThrottlingException``) counts as throttle wait. (aiobotocore is not instrumented.) A call made while
+another instrumented call is in progress belongs to that call (see docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -144,6 +145,8 @@ class BedrockInstrumentor(LLMInstrumentor):
             ours = False
         if not ours:
             return wrapped(*args, **kwargs)
+        if CURRENT.get() is not None:  # nested under an instrumented call: that call owns this one
+            return wrapped(*args, **kwargs)
         params = args[1] if len(args) > 1 else kwargs.get("api_params", {})
         record = self._begin(instance, operation, params)
         if record is None:
@@ -184,7 +187,7 @@ class BedrockInstrumentor(LLMInstrumentor):
 
     def _needs_retry(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         record = CURRENT.get()
-        if record is None or record.provider != sc.PROVIDER_BEDROCK:
+        if record is None:  # (a nested call's retries count on the outer call that owns it)
             return wrapped(*args, **kwargs)
         start = _perf()
         retried = wrapped(*args, **kwargs)

@@ -6,6 +6,10 @@ lives on the public method while usage is summed over the private ``_generate_co
 until iterated), so a streamed call starts when iteration starts. The SDK ignores Retry-After and retries
 only when configured; throttle is the gap between a failed attempt (429) and the next one, measured on
 ``BaseApiClient._request_once`` whichever HTTP library (httpx, httpx2, aiohttp) carries it.
+
+Nesting: a call made while another instrumented call is in progress belongs to that call (no record of its
+own; attempts still add throttle to it). The tools that automatic function calling runs are user code and
+run detached, so LLM calls made inside a tool are calls of their own.
 """
 
 from __future__ import annotations
@@ -17,14 +21,13 @@ from urllib.parse import urlsplit
 
 from .. import semconv as sc
 from ..errors import CallBlocked
-from ..record import CURRENT, CallRecord, use_span
+from ..record import CURRENT, CallRecord, detached, use_span
 from ..records import CallInfo
 from ..throttle import retry_reason
 from ..usage import add, field, from_gemini
 from ._base import LLMInstrumentor
 
 _perf = time.perf_counter
-_PROVIDERS = (sc.PROVIDER_GEMINI, sc.PROVIDER_VERTEX_AI)
 
 
 def model_name(model: Any) -> str | None:
@@ -38,6 +41,11 @@ def _hops(record: CallRecord) -> dict[str, Any]:
     if record.extra is None:
         record.extra = {"hops": 0}
     return record.extra
+
+
+def _owned(record: CallRecord | None) -> bool:
+    """True for records this instrumentor created (request hops add usage to those only)."""
+    return record is not None and record.extra is not None and "gemini" in record.extra
 
 
 def apply_response(record: CallRecord, response: Any, *, usage_from_hops: bool) -> None:
@@ -89,6 +97,9 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
         api = "google.genai._api_client"
         p.wrap(api, "BaseApiClient._request_once", self._attempt_sync)
         p.wrap(api, "BaseApiClient._async_request_once", self._attempt_async)
+        extra = "google.genai._extra_utils"
+        p.wrap(extra, "get_function_response_parts", _run_tools_sync, optional=True)
+        p.wrap(extra, "get_function_response_parts_async", _run_tools_async, optional=True)
 
     # --- records -------------------------------------------------------------------------------------------
     def _new_record(self, instance: Any, kwargs: dict[str, Any], operation: str, streaming: bool) -> CallRecord:
@@ -99,6 +110,7 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
         port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme else None)
         record = CallRecord(self.rt, provider, operation, model_name(kwargs.get("model")), parts.hostname, port,
                             streaming)  # fmt: skip
+        record.extra = {"gemini": True, "hops": 0}
         try:
             self.rt.before_call(CallInfo(record.provider, record.operation, record.request_model, record.attributes))
         except CallBlocked as exc:
@@ -109,6 +121,8 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
         return record
 
     def _begin(self, instance: Any, wrapped: Any, kwargs: dict[str, Any], streaming: bool) -> CallRecord | None:
+        if CURRENT.get() is not None:  # nested under an instrumented call: that call owns this one
+            return None
         operation = sc.OP_EMBEDDINGS if wrapped.__name__ == "embed_content" else sc.OP_GENERATE_CONTENT
         try:
             return self._new_record(instance, kwargs, operation, streaming)
@@ -246,7 +260,7 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
     # --- one request hop (exact usage under automatic function calling) -----------------------------------
     @staticmethod
     def _add_hop(record: CallRecord | None, response: Any) -> None:
-        if record is None or record.provider not in _PROVIDERS:
+        if not _owned(record):
             return
         state = _hops(record)
         state["hops"] += 1
@@ -268,7 +282,7 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
     def _hop_stream_sync(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         record = CURRENT.get()
         inner = wrapped(*args, **kwargs)
-        if record is None or record.provider not in _PROVIDERS:
+        if not _owned(record):
             return inner
         return self._hop_stream_iter(record, inner)
 
@@ -287,7 +301,7 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
     async def _hop_stream_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         record = CURRENT.get()
         inner = await wrapped(*args, **kwargs)  # ``async def`` returning an async generator
-        if record is None or record.provider not in _PROVIDERS:
+        if not _owned(record):
             return inner
         return self._hop_stream_aiter(record, inner)
 
@@ -319,7 +333,7 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
 
     def _attempt_sync(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         record = CURRENT.get()
-        if record is None or record.provider not in _PROVIDERS:
+        if record is None:
             return wrapped(*args, **kwargs)
         self._before_attempt(record)
         try:
@@ -330,7 +344,7 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
 
     async def _attempt_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         record = CURRENT.get()
-        if record is None or record.provider not in _PROVIDERS:
+        if record is None:
             return await wrapped(*args, **kwargs)
         self._before_attempt(record)
         try:
@@ -338,3 +352,14 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
         except Exception as exc:
             self._attempt_failed(record, exc)
             raise
+
+
+# --- automatic function calling: the user's tools run outside the call ------------------------------------------
+def _run_tools_sync(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    with detached():
+        return wrapped(*args, **kwargs)
+
+
+async def _run_tools_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    with detached():
+        return await wrapped(*args, **kwargs)
