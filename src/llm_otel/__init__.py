@@ -9,13 +9,18 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from ._api import flush, instrument, ledger_path, session_usage, uninstrument
+from .budget.alerts import BudgetAlert
+from .budget.rules import Budget
 from .config import ConfigError, ModelPrice, Settings
 from .context import context
-from .errors import CallBlocked
+from .errors import BudgetExceeded, CallBlocked
 from .records import CallInfo, UsageProcessor, UsageRecord
 from .usage import Usage
 
 __all__ = [
+    "Budget",
+    "BudgetAlert",
+    "BudgetExceeded",
     "CallBlocked",
     "CallInfo",
     "ConfigError",

@@ -18,12 +18,22 @@ log = logging.getLogger("llm_otel")
 _lock = threading.RLock()
 _runtime: Runtime | None = None
 _ledger: Ledger | None = None
+_budgets: Any = None  # the BudgetProcessor built from settings.budgets
 _instrumentors: list[Any] = []
 
 
-def _build_runtime(settings: Settings, processors: list[UsageProcessor], **providers: Any) -> Runtime:
-    global _ledger
+def _build_runtime(
+    settings: Settings, processors: list[UsageProcessor], on_alert: Any = None, **providers: Any
+) -> Runtime:
+    global _ledger, _budgets
     procs = list(processors)
+    if settings.budgets:
+        from .budget.processor import BudgetProcessor
+
+        # First, so that its before_call runs before any other processor sees the call.
+        _budgets = BudgetProcessor(settings.budgets, state=settings.budget_state, on_alert=on_alert,
+                                   service_name=settings.service_name)  # fmt: skip
+        procs.insert(0, _budgets)
     if settings.ledger is not False:
         path = default_path() if settings.ledger is True else Path(str(settings.ledger)).expanduser()
         _ledger = Ledger(path, service=settings.service_name)
@@ -49,6 +59,9 @@ def instrument(
     inject_stream_usage: bool | None = None,
     metric_attributes: list[str] | None = None,
     prices: dict[str, Any] | None = None,
+    budgets: list[Any] | None = None,
+    on_alert: Any = None,
+    budget_state: bool | str | None = None,
     config_file: str | Path | None = None,
     processors: list[UsageProcessor] | None = None,
     tracer_provider: Any = None,
@@ -59,6 +72,9 @@ def instrument(
 
     Arguments override the environment (``LLM_OTEL_*``, ``OTEL_*``) and the YAML file named by
     ``config_file`` / ``LLM_OTEL_CONFIG``. Raises ``ConfigError`` for invalid settings, naming the field.
+    ``budgets`` (``Budget`` objects or dicts), ``on_alert`` (a callable or a list of them, given each
+    ``BudgetAlert``) and ``budget_state`` (the shared state file; False keeps budgets in memory): see
+    docs/budgets.md.
     """
     global _runtime
     from .instrumentors import ALL
@@ -72,6 +88,8 @@ def instrument(
         "inject_stream_usage": inject_stream_usage,
         "metric_attributes": metric_attributes,
         "prices": prices,
+        "budgets": budgets,
+        "budget_state": budget_state,
     }
     with _lock:
         if _runtime is not None and _instrumentors:
@@ -79,8 +97,8 @@ def instrument(
             return _runtime
         settings = load_settings(overrides, config_file=config_file)
         _runtime = _build_runtime(
-            settings, list(processors or []), tracer_provider=tracer_provider, meter_provider=meter_provider,
-            logger_provider=logger_provider)  # fmt: skip
+            settings, list(processors or []), on_alert=on_alert, tracer_provider=tracer_provider,
+            meter_provider=meter_provider, logger_provider=logger_provider)  # fmt: skip
         for cls in ALL:
             if not installed(cls.module):
                 continue  # SDK not installed: nothing to patch, nothing to log
@@ -92,11 +110,14 @@ def instrument(
 
 def uninstrument() -> None:
     """Restore every patched SDK function and flush the ledger."""
-    global _runtime, _ledger
+    global _runtime, _ledger, _budgets
     with _lock:
         for inst in _instrumentors:
             inst.uninstrument()
         _instrumentors.clear()
+        if _budgets is not None:
+            _budgets.close()
+            _budgets = None
         if _ledger is not None:
             _ledger.close()
             _ledger = None
@@ -111,9 +132,15 @@ def session_usage() -> dict[tuple[str, str], ModelTotals]:
 
 
 def flush(timeout: float = 10.0) -> None:
-    """Write queued ledger rows and export pending telemetry now."""
+    """Write queued ledger rows and budget usage, and export pending telemetry now."""
     if _ledger is not None:
         _ledger.flush(timeout)
+    if _runtime is not None:
+        from .budget.processor import BudgetProcessor
+
+        for proc in _runtime.processors:
+            if isinstance(proc, BudgetProcessor):
+                proc.flush(timeout)
     if _runtime is not None:
         for provider in (_runtime.providers.tracer_provider, _runtime.providers.meter_provider):
             try:

@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     doctor = sub.add_parser("doctor", help="installed SDKs, configuration, ledger and pricing data")
     doctor.set_defaults(func=cmd_doctor)
+    from .budget.cli import add_parsers as add_budget_parsers
+
+    add_budget_parsers(sub)  # budget status | budget reset | rules
     return parser
 
 

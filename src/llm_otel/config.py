@@ -13,6 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .budget.rules import NESTED as BUDGET_NESTED
+from .budget.rules import Budget
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -50,7 +53,10 @@ class Settings(BaseModel):
     latest_semconv: bool = False
     anthropic_native_spans: Literal["off", "child"] = "off"
     """The anthropic SDK's own spans: "off" (ours replace them) or "child" (kept, under ours)."""
-    budgets: list[dict[str, Any]] = Field(default_factory=list)
+    budgets: list[Budget] = Field(default_factory=list)
+    """Spending / token budgets (see docs/budgets.md)."""
+    budget_state: bool | str = True
+    """Budget state file shared by processes: True = default path under the user data dir; False = memory only."""
 
     @field_validator("endpoint")
     @classmethod
@@ -58,6 +64,21 @@ class Settings(BaseModel):
         if value is not None and not re.match(r"^https?://[^/\s]+", value):
             raise ValueError("must be an http:// or https:// URL, for example http://127.0.0.1:4318")
         return value.rstrip("/") if value else value
+
+    @field_validator("budgets", mode="wrap")
+    @classmethod
+    def _budgets(cls, value: Any, handler: Any) -> list[Budget]:
+        token = BUDGET_NESTED.set(True)
+        try:
+            budgets: list[Budget] = handler(value)
+        finally:
+            BUDGET_NESTED.reset(token)
+        seen: set[str] = set()
+        for budget in budgets:
+            if budget.name in seen:
+                raise ValueError(f"two budgets are named {budget.name!r}; names must be unique")
+            seen.add(budget.name)
+        return budgets
 
     @field_validator("metric_attributes")
     @classmethod
@@ -97,6 +118,9 @@ def _from_env(env: dict[str, str]) -> dict[str, Any]:
         out["metric_attributes"] = [k.strip() for k in env["LLM_OTEL_METRIC_ATTRIBUTES"].split(",") if k.strip()]
     if env.get("LLM_OTEL_ANTHROPIC_NATIVE_SPANS"):
         out["anthropic_native_spans"] = env["LLM_OTEL_ANTHROPIC_NATIVE_SPANS"].strip().lower()
+    if "LLM_OTEL_BUDGET_STATE" in env:
+        raw = env["LLM_OTEL_BUDGET_STATE"].strip()
+        out["budget_state"] = False if raw.lower() in _FALSE else raw
     if "gen_ai_latest_experimental" in env.get("OTEL_SEMCONV_STABILITY_OPT_IN", ""):
         out["latest_semconv"] = True
     return out
@@ -133,13 +157,31 @@ def load_file(path: str | Path, env: dict[str, str] | None = None) -> dict[str, 
     return data
 
 
-def _describe(exc: ValidationError, source: str) -> str:
+def _where(loc: tuple[Any, ...], data: dict[str, Any] | None, prefix: str | None) -> str:
+    """``budgets.0.limit`` -> ``budgets[monthly-openai].limit``: budgets are named, not numbered."""
+    parts = [str(p) for p in loc]
+    if prefix is not None:
+        return ".".join([prefix, *parts])
+    if len(loc) >= 2 and loc[0] == "budgets" and isinstance(loc[1], int):
+        items = (data or {}).get("budgets")
+        item = items[loc[1]] if isinstance(items, list | tuple) and loc[1] < len(items) else None
+        name = item.get("name") if isinstance(item, dict) else getattr(item, "name", None)
+        label = f"budgets[{name if isinstance(name, str) and name else loc[1]}]"
+        return ".".join([label, *parts[2:]])
+    return ".".join(parts) or "(top level)"
+
+
+def describe_errors(
+    exc: ValidationError, source: str, data: dict[str, Any] | None = None, prefix: str | None = None
+) -> str:
+    """One line per validation error: source, field path, message, offending value."""
     lines = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        where = _where(tuple(err["loc"]), data, prefix)
         value = err.get("input")
         shown = "" if isinstance(value, dict) else f" (got {value!r})"
-        lines.append(f"{source}: {where}: {err['msg']}{shown}")
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{source}: {where}: {msg}{shown}")
     return "; ".join(lines)
 
 
@@ -162,4 +204,4 @@ def load_settings(
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source)) from None
+        raise ConfigError(describe_errors(exc, source, merged)) from None

@@ -1,0 +1,783 @@
+"""The budget processor: counts every call into its budgets, fires threshold alerts, blocks when told to.
+
+Hot path (``on_usage``, ``before_call``): in-memory state under one lock, no I/O. ``on_usage`` adds the
+call's amount to each budget it counts for, detects a threshold crossing from that in-memory view (and
+then adds a span event to the call's still-open span), and queues the deltas.
+
+Writer thread: gathers the queued deltas for ``commit_every_s`` and, in one ``BEGIN IMMEDIATE``
+transaction on the shared state file, reads the shared totals, replays the batch's calls in order against
+them, records every threshold they take past in the fired table and adds the deltas. Only the transaction
+that records a threshold emits its alert (log record, metric, Python logging, callbacks), so N processes
+sharing the file fire each threshold once between them. The in-memory view then takes the file's totals
+(for the keys of the batch at once, for every budget and group every ``refresh_s``), so that the other
+processes' usage is seen by ``before_call`` and by the next crossing detection. See docs/budgets.md.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .. import semconv as sc
+from ..errors import BudgetExceeded
+from ..records import CallInfo, UsageRecord
+from .alerts import BudgetAlert, Callback, Emitter
+from .rules import (
+    PROJECTED,
+    Budget,
+    calendar_window,
+    forecast,
+    group_value,
+    scope_matches,
+)
+from .store import Fired, Mark, MemoryStore, SqliteStore, Store, classify, default_path
+from .view import INF, NEG, Active, Batch, State, decide, next_at, token_sum
+
+log = logging.getLogger("llm_otel.budget")
+
+_STOP = None
+_ROUTES_MAX = 4096
+_PRUNE_EVERY_S = 600.0
+
+Clock = Callable[[], datetime]
+
+
+class BudgetProcessor:
+    """A usage processor enforcing budgets. Put it first in the processor list (``instrument()`` does).
+
+    ``state``: a path to the shared SQLite state file, True for the default one, False for memory only.
+    ``on_alert``: callables given each ``BudgetAlert`` (on the writer thread; exceptions are swallowed).
+    ``clock``: returns the current time as an aware datetime (tests inject one).
+    """
+
+    def __init__(
+        self,
+        budgets: Sequence[Budget | Mapping[str, Any]],
+        *,
+        state: str | Path | bool = True,
+        on_alert: Callback | Iterable[Callback] | None = None,
+        clock: Clock | None = None,
+        service_name: str | None = None,
+        refresh_s: float = 0.5,
+        retry_s: float = 30.0,
+        busy_timeout_s: float = 5.0,
+        commit_every_s: float = 0.05,
+        batch: int = 4096,
+    ) -> None:
+        self.budgets = [b if isinstance(b, Budget) else Budget(**b) for b in budgets]
+        self._active = [Active(i, b) for i, b in enumerate(self.budgets)]
+        self._blocking = any(a.block for a in self._active)
+        self._ctx_keys = tuple(sorted({k for b in self.budgets for k in b.context_keys}))
+        self._token_sets = list(dict.fromkeys(a.token_fields for a in self._active if a.tokens))
+        for a in self._active:
+            if a.tokens:
+                a.token_set = self._token_sets.index(a.token_fields)
+        self._routes: dict[tuple[Any, ...], tuple[tuple[Active, str, tuple[int, str]], ...]] = {}
+        self._ends: dict[tuple[int, int], float] = {}  # (budget, window start) -> window end
+        self._now: Callable[[], float] = (lambda: clock().timestamp()) if clock is not None else time.time
+        self._service = service_name
+        self._refresh_s = refresh_s
+        self._commit_every_s = commit_every_s
+        self._retry_s = retry_s
+        self._batch = batch
+        self._emitter = Emitter(on_alert)
+        self._gauge: Any = None
+        self._lock = threading.Lock()
+        self._states: dict[tuple[int, str], State] = {}
+        self._marks: dict[str, Mark] = {}
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._wake = threading.Event()  # flush() / close(): commit the batch being gathered now
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+        self._warned = False
+        self._internal_reported: set[str] = set()
+        self._last_retry = 0.0
+        self._last_prune = 0.0
+        if state is False:
+            self._db: SqliteStore | None = None
+            self._store: Store = MemoryStore()
+        else:
+            path = default_path() if state is True else Path(state).expanduser()
+            self._db = SqliteStore(path, busy_timeout_s=busy_timeout_s)
+            self._store = self._db
+        self._configs = {b.name: b.model_dump(mode="json") for b in self.budgets}
+        self._open_and_load()
+        atexit.register(self.close)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork)
+
+    # --- wiring ------------------------------------------------------------------------------------------------
+    @property
+    def state_path(self) -> Path | None:
+        """The shared state file (None when configured memory-only)."""
+        return self._db.path if self._db is not None else None
+
+    @property
+    def degraded(self) -> bool:
+        """True while the state file is unusable and budgets are kept in this process's memory."""
+        return self._db is not None and self._store is not self._db
+
+    def bind(self, runtime: Any) -> None:
+        """Called by the runtime: telemetry instruments, logger and the service name for ``scope.service``."""
+        self._emitter.bind(runtime)
+        self._gauge = runtime.instruments.budget_utilization
+        if self._service is None:
+            self._service = runtime.settings.service_name or _resource_service(runtime)
+        self._routes.clear()
+
+    # --- hot path ----------------------------------------------------------------------------------------------
+    def _route(self, provider: str, operation: str, model: str | None, attrs: Mapping[str, str]
+               ) -> tuple[tuple[Active, str, tuple[int, str]], ...]:  # fmt: skip
+        """The budgets a call counts toward, each with its group and state key; cached by the call's properties."""
+        key = (provider, operation, model, tuple(map(attrs.get, self._ctx_keys)) if self._ctx_keys else ())
+        route = self._routes.get(key)
+        if route is None:
+            service = self._service
+            groups = [
+                (a, group_value(a.group_by, provider, operation, model, service, attrs) if a.group_by else "")
+                for a in self._active
+                if not a.matchers or scope_matches(a.matchers, provider, operation, model, service, attrs)
+            ]
+            route = tuple((a, group, (a.idx, group)) for a, group in groups)
+            if len(self._routes) >= _ROUTES_MAX:
+                self._routes.clear()
+            self._routes[key] = route
+        return route
+
+    def before_call(self, info: CallInfo) -> None:
+        """Raise ``BudgetExceeded`` when a blocking budget this call counts toward is exhausted."""
+        if not self._blocking:
+            return
+        if self._thread is None:
+            self._start()
+        now = self._now()
+        for a, group, key in self._route(info.provider, info.operation, info.request_model, info.attributes):
+            if not a.block:
+                continue
+            st = self._states.get(key)
+            if st is None or st.used < a.limit:  # (rolling: used is an upper bound until old buckets expire)
+                continue
+            if a.rolling is None:
+                if not st.start <= now < st.end:
+                    continue
+                used, resets = st.used, st.end
+            else:
+                with self._lock:
+                    used, resets = self._rolling_used(a, st, now)
+                if used < a.limit:
+                    continue
+            b = a.budget
+            raise BudgetExceeded(b.name, group, used, a.limit, b.unit, datetime.fromtimestamp(resets, b.tz))
+
+    def on_usage(self, record: UsageRecord) -> None:
+        usage = record.usage
+        if usage is None:
+            return
+        route = self._route(record.provider, record.operation, record.request_model, record.attributes)
+        if not route:
+            return
+        if self._thread is None:
+            self._start()
+        now = self._now()
+        cost = record.cost_usd
+        tokens = [token_sum(usage, fields) for fields in self._token_sets] if self._token_sets else None
+        deltas: list[tuple[int, str, int, float, int]] = []
+        crossed: list[BudgetAlert] | None = None
+        with self._lock:
+            for a, group, key in route:
+                unpriced = 0
+                if a.tokens:
+                    amount = tokens[a.token_set]  # type: ignore[index]
+                    if amount is None:
+                        continue
+                elif cost is not None:
+                    amount = cost
+                else:
+                    amount, unpriced = 0.0, 1  # counted as an unpriced call; adds nothing to a USD budget
+                st = self._states.get(key)
+                if a.rolling is None:
+                    if st is None or not st.start <= now < st.end:
+                        st = self._new_state(a, key, now)
+                    bucket = int(st.start)
+                else:
+                    if st is None:
+                        st = self._new_state(a, key, now)
+                    bucket = int(now // a.bucket_s) * a.bucket_s
+                    if bucket != st.bucket:
+                        st.bucket = bucket
+                        self._expire(a, st, now)
+                p = st.pending.get(bucket)
+                if p is None:
+                    st.pending[bucket] = [amount, 1]
+                else:
+                    p[0] += amount
+                    p[1] += 1
+                st.used += amount
+                deltas.append((a.idx, group, bucket, amount, unpriced))
+                if st.used >= st.next_at or (
+                    a.forecast
+                    and now >= st.fc_from
+                    and st.used * st.fc_span > a.limit * (now - st.fc_since)
+                    and PROJECTED not in st.fired
+                ):
+                    found = self._cross_locally(a, st, group, now, record)
+                    if found:
+                        crossed = (crossed or []) + found
+            if deltas:
+                # Queued under the lock: the writer replays calls in the order they changed this view.
+                self._queue.put((now, record.trace_id, record.span_id, deltas))
+        if crossed and record.span is not None:
+            for alert in crossed:
+                with contextlib.suppress(Exception):
+                    record.span.add_event(sc.BUDGET_ALERT_EVENT, alert.attributes())
+
+    def _new_state(self, a: Active, key: tuple[int, str], now: float) -> State:
+        if a.rolling is None:
+            start, end = calendar_window(a.budget.period, a.budget.tz, now)
+            st = State(start, end)
+            self._forecast_terms(a, st)
+        else:
+            st = State(NEG, INF)
+            st.bucket = int(now // a.bucket_s) * a.bucket_s
+        st.next_at = a.first_at
+        self._states[key] = st
+        return st
+
+    def _expire(self, a: Active, st: State, now: float) -> None:
+        after = now - a.rolling - a.bucket_s  # type: ignore[operator]
+        for b in [b for b in st.synced if b <= after]:
+            del st.synced[b]
+        st.recompute(after)
+
+    def _rolling_used(self, a: Active, st: State, now: float) -> tuple[float, float]:
+        """Used in the rolling window at ``now``, and when enough of it will have expired to be under the limit."""
+        d, g = a.rolling, a.bucket_s
+        after = now - d - g  # type: ignore[operator]
+        per: dict[int, float] = {}
+        for b, v in st.synced.items():
+            if b > after:
+                per[b] = per.get(b, 0.0) + v
+        for b, p in st.pending.items():
+            if b > after:
+                per[b] = per.get(b, 0.0) + p[0]
+        used = sum(per.values())
+        left = used
+        resets = now
+        for b in sorted(per):
+            if left < a.limit:
+                break
+            left -= per[b]
+            resets = b + g + d  # type: ignore[operator]
+        return used, resets
+
+    def _arm(self, a: Active, st: State, now: float) -> tuple[float, float, float, float]:
+        """(arm_after, win, window start, window end) for a decision at ``now``."""
+        if a.rolling is None:
+            return st.start, st.start, st.start, st.end
+        return now - a.rolling, now, now - a.rolling, now
+
+    def _forecast_terms(self, a: Active, st: State) -> None:
+        if not a.forecast:
+            return
+        mark = self._marks.get(a.name)
+        since = max(st.start, mark.since) if mark is not None else st.start
+        st.fc_since = since
+        st.fc_span = st.end - since
+        st.fc_from = since + a.budget.forecast_after * st.fc_span
+
+    def _forecast(self, a: Active, used: float, now: float, start: float, end: float) -> float | None:
+        if not a.forecast:
+            return None
+        mark = self._marks.get(a.name)
+        since = max(start, mark.since) if mark is not None else start
+        return forecast(a.budget, used, now, since, end)
+
+    def _cross_locally(self, a: Active, st: State, group: str, now: float, record: UsageRecord
+                       ) -> list[BudgetAlert]:  # fmt: skip
+        arm_after, win, w_start, w_end = self._arm(a, st, now)
+        used = st.used
+        fc = self._forecast(a, used, now, w_start, w_end)
+        decisions = decide(a, used, st.fired, arm_after, win, fc)
+        out: list[BudgetAlert] = []
+        for label, _alert in decisions:
+            st.fired[label] = win
+        if a.rolling is None:
+            st.next_at = next_at(a, st.fired)
+        passed = tuple(lbl for lbl, alert in decisions if not alert)
+        for label, alert in decisions:
+            if alert:
+                out.append(self._alert(a, group, label, used, fc, w_start, w_end, now, passed, record.trace_id,
+                                       record.span_id))  # fmt: skip
+        return out
+
+    def _alert(self, a: Active, group: str, label: str, used: float, fc: float | None, w_start: float,
+               w_end: float, now: float, passed: tuple[str, ...], trace_id: str | None,
+               span_id: str | None) -> BudgetAlert:  # fmt: skip
+        b = a.budget
+        tz = b.tz
+        level = b.forecast_level if label == PROJECTED else next(t.level for t in a.thresholds if t.label == label)
+        return BudgetAlert(
+            budget=b.name, group=group, threshold=label, level=level, used=used, limit=a.limit, unit=b.unit,
+            utilization=used / a.limit, forecast=fc, window_start=datetime.fromtimestamp(w_start, tz),
+            window_end=datetime.fromtimestamp(w_end, tz), period=b.period, action=b.action,
+            fired_at=datetime.fromtimestamp(now, tz), passed=tuple(p for p in passed if label != PROJECTED),
+            trace_id=trace_id, span_id=span_id,
+        )  # fmt: skip
+
+    # --- the writer thread -------------------------------------------------------------------------------------
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._run, name="llm-otel-budgets", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        last_refresh = time.monotonic()
+        while True:
+            wait = max(0.0, self._refresh_s - (time.monotonic() - last_refresh))
+            batch: list[Any] = []
+            waiters: list[threading.Event] = []
+            stop = self._collect(batch, waiters, wait)
+            try:
+                if batch:
+                    self._commit(batch)
+                if waiters or stop or time.monotonic() - last_refresh >= self._refresh_s:
+                    self._maybe_recover()
+                    self._refresh()
+                    self._maybe_prune()
+                    last_refresh = time.monotonic()
+            except Exception:
+                self._internal("budget writer")
+            for event in waiters:
+                event.set()
+            if stop:
+                self._store.close()
+                return
+
+    def _collect(self, batch: list[Any], waiters: list[threading.Event], wait: float) -> bool:
+        """Take the next batch; True when asked to stop.
+
+        After the first call of a batch arrives, wait ``commit_every_s`` for more (a flush or stop cuts it
+        short). The writer is then not blocked on the queue, so the calls made meanwhile only append to it:
+        no thread wake-up, no GIL hand-off per call, and one transaction per batch.
+        """
+        try:
+            item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return False
+        stop = self._take(item, batch, waiters)
+        if batch and not waiters and not stop:
+            self._wake.wait(self._commit_every_s)
+        self._wake.clear()
+        while len(batch) < self._batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            stop = self._take(item, batch, waiters) or stop
+        return stop
+
+    @staticmethod
+    def _take(item: Any, batch: list[Any], waiters: list[threading.Event]) -> bool:
+        if item is _STOP:
+            return True
+        if isinstance(item, threading.Event):
+            waiters.append(item)
+        else:
+            batch.append(item)
+        return False
+
+    def _commit(self, batch: list[Any]) -> None:
+        try:
+            result = self._apply(self._store, batch)
+        except (sqlite3.Error, OSError) as exc:
+            with contextlib.suppress(Exception):
+                self._store.rollback()
+            self._degrade(exc)
+            result = self._apply(self._store, batch)
+        now = batch[-1][0]
+        self._absorb(result, now)
+        for alert in result.alerts:
+            self._emitter.emit(alert)
+
+    def _apply(self, store: Store, batch: list[Any]) -> Batch:
+        """Replay the batch's calls in order against the shared totals, inside one write transaction.
+
+        Holding the write lock from the first read to the commit makes "this call took the shared total past
+        this threshold, and nobody marked it yet" a decision no other process can race. Keys are independent,
+        so each key's calls are replayed in their order; a key whose batch cannot reach anything is only summed.
+        """
+        out = Batch()
+        per_key: dict[tuple[int, str], list[tuple[float, int, float, int]]] = {}  # now, bucket, amount, call no.
+        for n, (now, _trace, _span, deltas) in enumerate(batch):
+            for idx, group, bucket, amount, unpriced in deltas:
+                calls = per_key.get((idx, group))
+                if calls is None:
+                    per_key[(idx, group)] = [(now, bucket, amount, n)]
+                else:
+                    calls.append((now, bucket, amount, n))
+                w = out.writes.get((idx, group, bucket))
+                if w is None:
+                    out.writes[(idx, group, bucket)] = [amount, 1.0, float(unpriced), 1.0]
+                else:
+                    w[0] += amount
+                    w[1] += 1
+                    w[2] += unpriced
+                    w[3] += 1
+        alerts: list[tuple[int, BudgetAlert]] = []
+        pid = os.getpid()
+        store.begin()
+        try:
+            for (idx, group), calls in per_key.items():
+                a = self._active[idx]
+                if a.rolling is None:
+                    first = min(c[1] for c in calls)
+                    after, arm_after = first - 1, float(first)
+                else:
+                    first_now = min(c[0] for c in calls)
+                    after, arm_after = first_now - a.rolling - a.bucket_s, first_now - a.rolling
+                totals = out.totals[(idx, group)] = store.usage(a.name, group, after)
+                fired = out.fired[(idx, group)] = store.fired(a.name, group, arm_after)
+                if not self._could_fire(a, totals, fired, calls):
+                    for _now, bucket, amount, _n in calls:
+                        totals[bucket] = totals.get(bucket, 0.0) + amount
+                    continue
+                for now, bucket, amount, n in calls:
+                    total = totals[bucket] = totals.get(bucket, 0.0) + amount
+                    if a.rolling is None:
+                        used = total
+                        w_start, w_end = float(bucket), self._window_end(a, bucket)
+                        arm_after = win = w_start
+                        fc = self._forecast(a, used, now, w_start, w_end) if a.forecast else None
+                    else:
+                        live = now - a.rolling - a.bucket_s
+                        used = 0.0
+                        for b2, v in totals.items():
+                            if b2 > live:
+                                used += v
+                        arm_after = w_start = now - a.rolling
+                        w_end = win = now
+                        fc = None
+                    decisions = decide(a, used, fired, arm_after, win, fc)
+                    if not decisions:
+                        continue
+                    passed = tuple(lbl for lbl, alert in decisions if not alert)
+                    _now, trace_id, span_id, _deltas = batch[n]
+                    for label, alert in decisions:
+                        fired[label] = win
+                        inserted = store.fire(Fired(a.name, group, win, label, now, used, alert, pid))
+                        if alert and inserted:
+                            alerts.append((n, self._alert(a, group, label, used, fc, w_start, w_end, now, passed,
+                                                          trace_id, span_id)))  # fmt: skip
+            for (idx, group, bucket), (amount, calls_n, unpriced, _n) in out.writes.items():
+                store.add(self._active[idx].name, group, bucket, amount, int(calls_n), int(unpriced))
+            store.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                store.rollback()
+            raise
+        alerts.sort(key=lambda pair: pair[0])  # in call order across keys
+        out.alerts = [alert for _n, alert in alerts]
+        return out
+
+    def _could_fire(self, a: Active, totals: Mapping[int, float], fired: Mapping[str, float],
+                    calls: list[tuple[float, int, float, int]]) -> bool:  # fmt: skip
+        """A cheap, conservative test: can any call of this batch reach a threshold or the projection?"""
+        upper = sum(totals.values()) + sum(c[2] for c in calls)  # no expiry, every bucket: an upper bound
+        if a.rolling is not None:
+            return upper >= a.first_at
+        bucket = calls[0][1]
+        if any(c[1] != bucket for c in calls):
+            return True  # the batch spans windows: just replay it
+        if upper >= next_at(a, {k: v for k, v in fired.items() if v >= bucket}):
+            return True
+        if not a.forecast or fired.get(PROJECTED, NEG) >= bucket:
+            return False
+        start, end = float(bucket), self._window_end(a, bucket)
+        mark = self._marks.get(a.name)
+        since = max(start, mark.since) if mark is not None else start
+        earliest = max(min(c[0] for c in calls), since + a.budget.forecast_after * (end - since))
+        latest = max(c[0] for c in calls)
+        return latest >= earliest and earliest > since and upper * (end - since) > a.limit * (earliest - since)
+
+    def _window_end(self, a: Active, bucket: int) -> float:
+        end = self._ends.get((a.idx, bucket))
+        if end is None:
+            if len(self._ends) >= _ROUTES_MAX:
+                self._ends.clear()
+            end = self._ends[(a.idx, bucket)] = calendar_window(a.budget.period, a.budget.tz, float(bucket))[1]
+        return end
+
+    def _absorb(self, result: Batch, now: float) -> None:
+        """Fold a committed batch back into the in-memory view: shared totals in, own pending out."""
+        touched = []
+        with self._lock:
+            for (idx, group, bucket), w in result.writes.items():
+                st = self._states.get((idx, group))
+                if st is None:
+                    continue
+                p = st.pending.get(bucket)
+                if p is not None:
+                    p[0] -= w[0]
+                    p[1] -= w[3]
+                    if p[1] <= 0:
+                        del st.pending[bucket]
+            for key, totals in result.totals.items():
+                a = self._active[key[0]]
+                st = self._states.get(key)
+                if st is None:
+                    continue
+                self._sync(a, st, totals, result.fired[key], now)
+                touched.append((a, key[1], st.used))
+        self._set_gauges(touched)
+
+    def _sync(self, a: Active, st: State, totals: Mapping[int, float], fired: Mapping[str, float],
+              now: float) -> None:  # fmt: skip
+        """Take the state file's view of one (budget, group): caller holds the lock."""
+        if a.rolling is None:
+            cur = int(st.start)
+            st.synced = {cur: totals[cur]} if cur in totals else {}
+            after = cur - 1
+            live = {k: v for k, v in fired.items() if v >= st.start}
+        else:
+            after = max(now, st.bucket) - a.rolling - a.bucket_s
+            st.synced = {b: v for b, v in totals.items() if b > after}
+            live = dict(fired)
+        for label, win in live.items():
+            if win > st.fired.get(label, NEG):
+                st.fired[label] = win
+        st.confirmed = live
+        st.recompute(after)
+        if a.rolling is None:
+            st.next_at = next_at(a, st.fired)
+
+    def _set_gauges(self, touched: Iterable[tuple[Active, str, float]]) -> None:
+        gauge = self._gauge
+        if gauge is None:
+            return
+        for a, group, used in touched:
+            with contextlib.suppress(Exception):
+                gauge.set(used / a.limit, a.attrs(group))
+
+    def _refresh(self) -> None:
+        """Re-read every budget's current window from the store (other processes' usage, resets)."""
+        store = self._store
+        now = self._now()
+        try:
+            marks = store.marks()
+            scans = {}
+            for a in self._active:
+                arm = a.budget.window(now)[0] if a.rolling is not None else calendar_window(
+                    a.budget.period, a.budget.tz, now)[0]  # fmt: skip
+                scans[a.idx] = store.scan(a.name, a.budget.live_after(now), arm)
+        except (sqlite3.Error, OSError) as exc:
+            with contextlib.suppress(Exception):
+                store.rollback()
+            self._degrade(exc)
+            return
+        touched = []
+        with self._lock:
+            for a in self._active:
+                old, new = self._marks.get(a.name), marks.get(a.name)
+                if new is not None:
+                    if old is not None and new.reset_at != old.reset_at:
+                        for key in [k for k in self._states if k[0] == a.idx]:
+                            del self._states[key]  # reset: start over from the file
+                    self._marks[a.name] = new
+                    if old is None or new.since != old.since:
+                        for key, st in self._states.items():
+                            if key[0] == a.idx and a.rolling is None:
+                                self._forecast_terms(a, st)
+                rows, fired_rows = scans[a.idx]
+                totals: dict[str, dict[int, float]] = {}
+                for group, bucket, used, _calls, _unpriced in rows:
+                    totals.setdefault(group, {})[bucket] = used
+                fired: dict[str, dict[str, float]] = {}
+                for f in fired_rows:
+                    g = fired.setdefault(f.group, {})
+                    g[f.threshold] = max(f.win, g.get(f.threshold, NEG))
+                for group in totals.keys() | fired.keys():
+                    key = (a.idx, group)
+                    st = self._states.get(key)
+                    if st is None or (a.rolling is None and not st.start <= now < st.end):
+                        st = self._new_state(a, key, now)
+                for key in [k for k in self._states if k[0] == a.idx]:
+                    st = self._states[key]
+                    if a.rolling is None and not st.start <= now < st.end:
+                        if not st.pending:
+                            del self._states[key]
+                        continue
+                    self._sync(a, st, totals.get(key[1], {}), fired.get(key[1], {}), now)
+                    touched.append((a, key[1], st.used))
+        self._set_gauges(touched)
+
+    def _maybe_prune(self) -> None:
+        if time.monotonic() - self._last_prune < _PRUNE_EVERY_S:
+            return
+        self._last_prune = time.monotonic()
+        now = self._now()
+        for a in self._active:
+            if a.rolling is None:
+                continue
+            try:
+                self._store.prune(a.name, now - 2 * a.rolling - a.bucket_s, now - 2 * a.rolling)
+            except (sqlite3.Error, OSError):
+                log.debug("llm-otel: pruning budget state failed", exc_info=True)
+
+    # --- the state file: open, fall back to memory, come back ----------------------------------------------
+    def _open_and_load(self) -> None:
+        now = self._now()
+        try:
+            self._store.open()
+            self._store.register(self._configs, now)
+        except (sqlite3.Error, OSError) as exc:
+            self._degrade(exc)
+            self._seed_from_file()
+            self._store.register(self._configs, now)
+        self._marks = self._store.marks()
+        self._refresh()
+
+    def _seed_from_file(self) -> None:
+        """A file we cannot write may still be readable: start from what it says (restart semantics hold)."""
+        assert self._db is not None and isinstance(self._store, MemoryStore)
+        reader = SqliteStore(self._db.path, busy_timeout_s=0.5, readonly=True)
+        try:
+            reader.open()
+            now = self._now()
+            marks = reader.marks()
+            usage, fired = [], []
+            for a in self._active:
+                arm = now - a.rolling if a.rolling is not None else calendar_window(a.budget.period, a.budget.tz,
+                                                                                    now)[0]  # fmt: skip
+                rows, fired_rows = reader.scan(a.name, a.budget.live_after(now), arm)
+                usage += [(a.name, group, bucket, used) for group, bucket, used, _c, _u in rows]
+                fired += fired_rows
+            self._store.seed(usage, fired, marks)
+        except (sqlite3.Error, OSError):
+            log.debug("llm-otel: budget state file %s is not readable either", self._db.path, exc_info=True)
+        finally:
+            reader.close()
+
+    def _degrade(self, exc: BaseException) -> None:
+        """Carry on in memory, seeded with what was last known from the file."""
+        if self._db is None or self._store is not self._db:
+            raise exc  # memory store failing is a bug: let the caller report it
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "llm-otel: budget state file %s %s (%s); budgets are tracked in this process's memory until it "
+                "can be used again: usage from other processes is not seen, alerts are not de-duplicated across "
+                "processes and nothing survives a restart. The app's calls are not affected.",
+                self._db.path, classify(exc), exc,
+            )  # fmt: skip
+        else:
+            log.debug("llm-otel: budget state file still unusable: %s", exc)
+        with contextlib.suppress(Exception):
+            self._db.close()
+        mem = MemoryStore()
+        with self._lock:
+            usage = [
+                (self._active[i].name, g, b, v) for (i, g), st in self._states.items() for b, v in st.synced.items()
+            ]
+            fired = [Fired(self._active[i].name, g, win, label, win, 0.0, True)
+                     for (i, g), st in self._states.items() for label, win in st.confirmed.items()]  # fmt: skip
+        mem.seed(usage, fired, self._marks)
+        mem.register(self._configs, self._now())
+        self._store = mem
+        self._last_retry = time.monotonic()
+
+    def _maybe_recover(self) -> None:
+        if not self.degraded or time.monotonic() - self._last_retry < self._retry_s:
+            return
+        self._last_retry = time.monotonic()
+        db, mem = self._db, self._store
+        assert db is not None and isinstance(mem, MemoryStore)
+        try:
+            db.open()
+            db.register(self._configs, self._now())
+            db.replay(mem)
+        except (sqlite3.Error, OSError) as exc:
+            log.debug("llm-otel: budget state file still unusable: %s", exc)
+            with contextlib.suppress(Exception):
+                db.close()
+            return
+        self._store = db
+        self._warned = False
+        log.warning("llm-otel: budget state file %s is usable again; this process's usage since was added to it",
+                    db.path)  # fmt: skip
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued delta is committed and the in-memory view refreshed. True on success."""
+        if self._thread is None or self._closed:
+            return True
+        done = threading.Event()
+        self._queue.put(done)
+        self._wake.set()
+        return done.wait(timeout)
+
+    def close(self) -> None:
+        """Commit what is queued and stop the writer (idempotent; runs at exit)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._wake.set()
+            self._thread.join(timeout=10)
+        else:
+            self._store.close()
+
+    def _after_fork(self) -> None:
+        self._queue = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._thread = None
+        self._start_lock = threading.Lock()
+        self._lock = threading.Lock()
+        if self._db is not None:
+            self._db.forget()  # the parent's connection; the child opens its own
+        for st in self._states.values():
+            st.pending.clear()  # the parent commits those
+
+    def _internal(self, where: str) -> None:
+        if where not in self._internal_reported:
+            self._internal_reported.add(where)
+            log.warning("llm-otel: internal error in %s; the app is not affected", where, exc_info=True)
+        else:
+            log.debug("llm-otel: internal error in %s", where, exc_info=True)
+
+    # --- introspection -------------------------------------------------------------------------------------
+    def snapshot(self) -> list[dict[str, Any]]:
+        """This process's view: one dict per (budget, group) with used, limit, utilization and fired."""
+        now = self._now()
+        out = []
+        with self._lock:
+            for (idx, group), st in sorted(self._states.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+                a = self._active[idx]
+                if a.rolling is None:
+                    if not st.start <= now < st.end:
+                        continue
+                    used = st.used
+                else:
+                    used, _ = self._rolling_used(a, st, now)
+                out.append({"budget": a.name, "group": group, "used": used, "limit": a.limit,
+                            "utilization": used / a.limit, "fired": sorted(st.fired)})  # fmt: skip
+        return out
+
+
+def _resource_service(runtime: Any) -> str | None:
+    resource = getattr(runtime.providers.tracer_provider, "resource", None)
+    attrs = getattr(resource, "attributes", None) or {}
+    value = attrs.get("service.name")
+    return str(value) if value is not None else None

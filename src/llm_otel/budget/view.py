@@ -1,0 +1,145 @@
+"""The processor's in-memory view: budgets prepared for the hot path, per (budget, group) state, and the
+threshold decision shared by the hot path (span events) and the writer (the state file's verdict)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import semconv as sc
+from .alerts import BudgetAlert
+from .rules import PROJECTED, USAGE_FIELDS, Budget, threshold_label
+
+NEG = float("-inf")
+INF = float("inf")
+
+
+@dataclass(slots=True)
+class Threshold:
+    value: float
+    amount: float  # value * limit
+    label: str
+    level: str
+
+
+class Active:
+    """A budget prepared for the hot path (plain attributes; no pydantic lookups per call)."""
+
+    __slots__ = ("block", "bucket_s", "budget", "first_at", "forecast", "gauge_attrs", "group_by", "idx", "limit",
+                 "matchers", "name", "rolling", "thresholds", "token_fields", "token_set", "tokens")  # fmt: skip
+
+    def __init__(self, idx: int, budget: Budget) -> None:
+        self.idx = idx
+        self.budget = budget
+        self.name = budget.name
+        self.limit = budget.limit
+        self.rolling = budget.rolling_s
+        self.bucket_s = budget.bucket_s
+        self.group_by = budget.group_by
+        self.matchers = budget.matchers
+        self.forecast = budget.forecast and budget.rolling_s is None
+        self.tokens = budget.unit == "tokens"
+        self.token_fields = tuple(USAGE_FIELDS[t] for t in budget.token_types or ())
+        self.token_set = -1  # index into the processor's distinct token_fields (summed once per call)
+        self.thresholds = tuple(
+            Threshold(t, t * budget.limit, threshold_label(t), budget.level_of(t)) for t in budget.thresholds
+        )
+        self.first_at = self.thresholds[0].amount  # below this no threshold can fire
+        self.block = budget.action == "block"
+        self.gauge_attrs: dict[str, dict[str, str]] = {}
+
+    def attrs(self, group: str) -> dict[str, str]:
+        a = self.gauge_attrs.get(group)
+        if a is None:
+            if len(self.gauge_attrs) > 4096:
+                self.gauge_attrs.clear()
+            a = self.gauge_attrs[group] = {sc.BUDGET_NAME: self.name, sc.BUDGET_GROUP: group,
+                                           sc.BUDGET_UNIT: self.budget.unit}  # fmt: skip
+        return a
+
+
+class State:
+    """One (budget, group) in its current window, as this process sees it."""
+
+    __slots__ = ("bucket", "confirmed", "end", "fc_from", "fc_since", "fc_span", "fired", "next_at", "pending",
+                 "start", "synced", "used")  # fmt: skip
+
+    def __init__(self, start: float, end: float) -> None:
+        self.start = start  # calendar window start (rolling: -inf)
+        self.end = end  # calendar window end (rolling: +inf)
+        self.bucket = 0  # rolling: the bucket of the latest call, to expire old ones when it moves
+        self.synced: dict[int, float] = {}  # bucket -> shared total from the state file at the last sync
+        self.pending: dict[int, list[float]] = {}  # bucket -> [amount, calls] queued, not yet committed
+        self.used = 0.0  # synced + pending over live buckets
+        self.fired: dict[str, float] = {}  # threshold label -> win, from this process's view or the file
+        self.confirmed: dict[str, float] = {}  # the subset the state file has (seeds the memory fallback)
+        self.next_at = 0.0  # calendar: below this, no threshold can fire (skip the evaluation)
+        # Forecast terms (calendar): projected = used * fc_span / (now - fc_since), considered from fc_from on.
+        self.fc_since = start
+        self.fc_span = end - start
+        self.fc_from = INF
+
+    def recompute(self, after: float) -> None:
+        used = 0.0
+        for b, v in self.synced.items():
+            if b > after:
+                used += v
+        for b, p in self.pending.items():
+            if b > after:
+                used += p[0]
+        self.used = used
+
+
+@dataclass(slots=True)
+class Batch:
+    totals: dict[tuple[int, str], dict[int, float]] = field(default_factory=dict)
+    fired: dict[tuple[int, str], dict[str, float]] = field(default_factory=dict)
+    writes: dict[tuple[int, str, int], list[float]] = field(default_factory=dict)  # amount, calls, unpriced, n
+    alerts: list[BudgetAlert] = field(default_factory=list)
+
+
+def decide(a: Active, used: float, fired: Mapping[str, float], arm_after: float, win: float,
+           fc: float | None) -> list[tuple[str, bool]]:  # fmt: skip
+    """Threshold labels to mark now, each with whether it raises an alert.
+
+    The highest threshold reached fires unless it already fired in this window; the lower ones it jumps
+    past are marked without an alert. ``projected`` fires once when the forecast passes the limit (and is
+    marked without an alert once the limit itself is reached).
+    """
+    out: list[tuple[str, bool]] = []
+    ths = a.thresholds
+    i = len(ths) - 1
+    while i >= 0 and used < ths[i].amount:
+        i -= 1
+    if i >= 0 and fired.get(ths[i].label, NEG) < arm_after:
+        out.append((ths[i].label, True))
+        for j in range(i):
+            if fired.get(ths[j].label, NEG) != win:
+                out.append((ths[j].label, False))
+    if a.forecast and fired.get(PROJECTED, NEG) < arm_after:
+        if used >= a.limit:
+            out.append((PROJECTED, False))
+        elif fc is not None and fc > a.limit:
+            out.append((PROJECTED, True))
+    return out
+
+
+def token_sum(usage: Any, fields: tuple[str, ...]) -> float | None:
+    """The counted tokens of one call (None when none of those types was reported)."""
+    total = None
+    for name in fields:
+        n = getattr(usage, name)
+        if n is not None:
+            total = n if total is None else total + n
+    return None if total is None else float(total)
+
+
+def next_at(a: Active, fired: Mapping[str, float]) -> float:
+    """Calendar budgets: the smallest usage at which a threshold above every fired one is reached.
+    (Rolling budgets keep the first threshold: theirs re-arm with time.)"""
+    top = -1
+    for i, t in enumerate(a.thresholds):
+        if t.label in fired:
+            top = i
+    return a.thresholds[top + 1].amount if top + 1 < len(a.thresholds) else INF
