@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .ledger import COLUMNS, KNOWN_CONTEXT_COLUMNS
+from .tables import count, money, table
 
 TOKEN_KINDS = ("input", "output", "cache_read", "cache_write", "reasoning")
 GROUP_COLUMNS = {"provider": "provider", "model": "COALESCE(response_model, request_model)",
@@ -158,38 +159,29 @@ def build(
     }
 
 
-def _money(x: float) -> str:
-    return f"{x:.4f}" if x < 100 else f"{x:,.2f}"
-
-
-def _kilo(n: int) -> str:
-    return str(n) if n < 100_000 else f"{n / 1000:.0f}k"
-
-
 def render_table(report: dict[str, Any]) -> str:
     """Human-readable report that fits 80 columns."""
-    from .cli import _table
-
     out = []
     keys = report["group_by"]
     rows = [
         [" / ".join(g["key"][k] or "-" for k in keys)[:28], str(g["calls"]), str(g["errors"]),
-         _kilo(g["tokens"]["input"]), _kilo(g["tokens"]["output"]), _money(g["cost_usd"]),
+         count(g["tokens"]["input"]), count(g["tokens"]["output"]),
+         money(g["cost_usd"]) if g["calls"] > g["unpriced_calls"] else "-",
          str(g["unpriced_calls"]) if g["unpriced_calls"] else ""]
         for g in report["groups"]
     ]  # fmt: skip
-    out.append(_table(["/".join(keys), "calls", "err", "in", "out", "cost $", "unpriced"], rows))
+    out.append(table(["/".join(keys), "calls", "err", "in", "out", "cost $", "unpriced"], rows))
     if report["daily"]:
         out.append("")
-        out.append(_table(["day", "calls", "in", "out", "cost $"], [
-            [d["date"], str(d["calls"]), _kilo(d["tokens"]["input"]), _kilo(d["tokens"]["output"]),
-             _money(d["cost_usd"])] for d in report["daily"]]))  # fmt: skip
+        out.append(table(["day", "calls", "in", "out", "cost $"], [
+            [d["date"], str(d["calls"]), count(d["tokens"]["input"]), count(d["tokens"]["output"]),
+             money(d["cost_usd"])] for d in report["daily"]]))  # fmt: skip
     t, f = report["totals"], report["forecast"]
     out.append("")
-    out.append(f"total: {t['calls']} calls, {t['errors']} errors, ${_money(t['cost_usd'])}"
+    out.append(f"total: {t['calls']} calls, {t['errors']} errors, ${money(t['cost_usd'])}"
                + (f" (+{t['unpriced_calls']} unpriced calls)" if t["unpriced_calls"] else ""))  # fmt: skip
-    out.append(f"{f['month']}: ${_money(f['month_to_date_usd'])} so far, "
-               f"projected ${_money(f['projected_month_usd'])} by month end")  # fmt: skip
+    out.append(f"{f['month']}: ${money(f['month_to_date_usd'])} so far, "
+               f"projected ${money(f['projected_month_usd'])} by month end")  # fmt: skip
     return "\n".join(out)
 
 
