@@ -7,12 +7,13 @@ memory and written in batches; ``flush()`` waits for the queue to drain and runs
 from __future__ import annotations
 
 import atexit
+import collections
 import json
 import logging
 import os
-import queue
 import sqlite3
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -129,29 +130,39 @@ def _row(rec: UsageRecord, service: str | None) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-class Ledger:
-    """A usage processor that appends every record to the SQLite ledger."""
+MAX_BACKLOG = 200_000  # rows waiting for the writer; past this, new rows are dropped (counted, warned once)
+FLUSH_INTERVAL_S = 0.25
+_LEDGERS: weakref.WeakSet[Ledger] = weakref.WeakSet()
 
-    def __init__(self, path: str | Path, service: str | None = None, batch: int = 512) -> None:
+
+class Ledger:
+    """A usage processor that appends every record to the SQLite ledger.
+
+    ``on_usage`` only appends to an in-memory deque (no lock, no thread wake-up); a writer thread drains it
+    every ``FLUSH_INTERVAL_S`` in one transaction, so the caller never waits on disk or on the writer.
+    """
+
+    def __init__(self, path: str | Path, service: str | None = None) -> None:
         self.path = Path(path)
         self._service = service
-        self._batch = batch
-        self._queue: queue.SimpleQueue[UsageRecord | threading.Event | None] = queue.SimpleQueue()
+        self._pending: collections.deque[UsageRecord | threading.Event | None] = collections.deque()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._failed = False
         self._closed = False
-        atexit.register(self.close)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._after_fork)
-
-    def before_call(self, info: Any) -> None:
-        """Ledger never blocks calls."""
+        self.dropped = 0
+        _LEDGERS.add(self)
 
     def on_usage(self, record: UsageRecord) -> None:
         if self._thread is None:
             self._start()
-        self._queue.put(record)
+        if len(self._pending) >= MAX_BACKLOG:
+            self.dropped += 1
+            if self.dropped == 1:
+                log.warning("llm-otel: the ledger writer is %d rows behind; dropping rows (%s)", MAX_BACKLOG, self.path)
+            return
+        self._pending.append(record)
 
     def _start(self) -> None:
         with self._start_lock:
@@ -160,37 +171,35 @@ class Ledger:
                 self._thread.start()
 
     def _after_fork(self) -> None:
-        self._queue = queue.SimpleQueue()
+        self._pending = collections.deque()
+        self._wake = threading.Event()
         self._thread = None
         self._start_lock = threading.Lock()
 
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
-        pending: list[tuple[Any, ...]] = []
+        rows: list[tuple[Any, ...]] = []
+        pending = self._pending
         while True:
-            item = self._queue.get()
+            self._wake.wait(FLUSH_INTERVAL_S)
+            self._wake.clear()
             waiters: list[threading.Event] = []
             stop = False
-            while True:
+            while pending:
+                item = pending.popleft()
                 if item is None:
                     stop = True
                 elif isinstance(item, threading.Event):
                     waiters.append(item)
                 else:
-                    pending.append(_row(item, self._service))
-                if len(pending) >= self._batch:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            if pending and not self._failed:
+                    rows.append(_row(item, self._service))
+            if rows and not self._failed:
                 try:
                     if conn is None:
                         conn = connect(self.path)
                     with conn:
-                        conn.executemany(_INSERT, pending)
-                    pending.clear()
+                        conn.executemany(_INSERT, rows)
+                    rows.clear()
                 except (sqlite3.Error, OSError) as exc:
                     # Keep the rows in memory and say so once; telemetry and the app carry on.
                     self._failed = True
@@ -212,7 +221,8 @@ class Ledger:
         if self._thread is None:
             return True
         done = threading.Event()
-        self._queue.put(done)
+        self._pending.append(done)
+        self._wake.set()
         return done.wait(timeout)
 
     def close(self) -> None:
@@ -221,8 +231,24 @@ class Ledger:
             return
         self._closed = True
         if self._thread is not None:
-            self._queue.put(None)
+            self._pending.append(None)
+            self._wake.set()
             self._thread.join(timeout=10)
+
+
+def _close_all() -> None:
+    for book in list(_LEDGERS):
+        book.close()
+
+
+def _after_fork_all() -> None:
+    for book in list(_LEDGERS):
+        book._after_fork()
+
+
+atexit.register(_close_all)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_all)
 
 
 def read_rows(path: str | Path, where: str = "", params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,26 +115,30 @@ class PriceBook:
             provider, sep, model = key.partition(":")
             if sep and model == "*":
                 self._provider_prices[provider] = price
-        self._cache: dict[tuple[str, str, _dt.date], _GenaiPricesModel | None] = {}
+        self._cache: dict[tuple[str, str, int], _GenaiPricesModel | None] = {}
         self._lock = threading.Lock()
 
     def cost(self, provider: str, model: str | None, usage: Usage) -> float | None:
         """USD for ``usage`` of ``model``, or None when the model has no known price."""
         if not model or not usage.known:
             return None
-        override = self._overrides.get(f"{provider}:{model}") or self._overrides.get(model)
-        if override is None:
-            override = self._provider_prices.get(provider)
-        if override is not None:
-            return override.cost(usage)
-        now = _dt.datetime.now(_dt.UTC)
-        key = (provider, model, now.date())
+        if self._overrides or self._provider_prices:
+            override = self._overrides.get(f"{provider}:{model}") or self._overrides.get(model)
+            if override is None:
+                override = self._provider_prices.get(provider)
+            if override is not None:
+                return override.cost(usage)
+        key = (provider, model, int(time.time() // 86400))  # prices can change by date: one entry per UTC day
         entry = self._cache.get(key, _MISSING)
         if entry is _MISSING:
-            entry = self._lookup(provider, model, now)
+            entry = self._lookup(provider, model, _dt.datetime.now(_dt.UTC))
             with self._lock:
                 self._cache[key] = entry
-        return None if entry is None else entry.cost(usage, now)
+        if entry is None:
+            return None
+        if entry.linear is not None:
+            return entry.linear.cost(usage)
+        return entry.cost(usage, _dt.datetime.now(_dt.UTC))
 
     @staticmethod
     def _lookup(provider: str, model: str, when: _dt.datetime) -> _GenaiPricesModel | None:

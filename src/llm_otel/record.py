@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -319,36 +320,51 @@ class CallRecord:
 
         # processors
         ctx = span.get_span_context()
-        rt.dispatch(
-            UsageRecord(
-                timestamp=self.start_ns / 1e9,
-                provider=self.provider,
-                operation=self.operation,
-                request_model=self.request_model,
-                response_model=self.response_model,
-                usage=usage if known else None,
-                usage_complete=complete,
-                cost_usd=cost,
-                duration_s=duration,
-                time_to_first_chunk_s=ttfc,
-                tokens_per_second=tps,
-                burst_tokens_per_second=burst,
-                throttle_wait_s=self.throttle_s,
-                retry_wait_s=self.retry_s,
-                retries=retries_total,
-                error_type=error_type,
-                stream_end=stream_end,
-                streaming=self.streaming,
-                server_address=self.server_address,
-                attributes=self.attributes,
-                trace_id=f"{ctx.trace_id:032x}" if ctx.is_valid else None,
-                span_id=f"{ctx.span_id:016x}" if ctx.is_valid else None,
-                span=span,
-            )
+        usage_record = UsageRecord(
+            timestamp=self.start_ns / 1e9,
+            provider=self.provider,
+            operation=self.operation,
+            request_model=self.request_model,
+            response_model=self.response_model,
+            usage=usage if known else None,
+            usage_complete=complete,
+            cost_usd=cost,
+            duration_s=duration,
+            time_to_first_chunk_s=ttfc,
+            tokens_per_second=tps,
+            burst_tokens_per_second=burst,
+            throttle_wait_s=self.throttle_s,
+            retry_wait_s=self.retry_s,
+            retries=retries_total,
+            error_type=error_type,
+            stream_end=stream_end,
+            streaming=self.streaming,
+            server_address=self.server_address,
+            attributes=self.attributes,
+            trace_id=f"{ctx.trace_id:032x}" if ctx.is_valid else None,
+            span_id=f"{ctx.span_id:016x}" if ctx.is_valid else None,
+            span=span,
         )
+        rt.dispatch(usage_record)
+        usage_record.span = None  # processors that queue the record (ledger) must not keep the span alive
         span.end(end_time=end_time)  # after the processors, so they can add events (budget alerts) to it
 
 
-def use_span(record: CallRecord) -> Any:
+class _CurrentSpan:
+    """Makes a span current for a ``with`` block; a lighter ``trace.use_span`` (no exception recording)."""
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, span: Any) -> None:
+        self._span = span
+
+    def __enter__(self) -> None:
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+
+    def __exit__(self, *exc_info: Any) -> None:
+        otel_context.detach(self._token)
+
+
+def use_span(record: CallRecord) -> _CurrentSpan:
     """Context manager making the call's span current (so HTTP client spans nest under it)."""
-    return trace.use_span(record.span, end_on_exit=False, record_exception=False, set_status_on_exception=False)
+    return _CurrentSpan(record.span)

@@ -9,6 +9,7 @@ from typing import Any
 from . import context as _context
 from . import semconv as sc
 from .config import Settings
+from .errors import CallBlocked
 from .pricing import PriceBook
 from .records import CallInfo, UsageProcessor, UsageRecord
 from .session import SessionTotals
@@ -34,7 +35,9 @@ class Runtime:
         self._metric_keys = tuple(settings.metric_attributes)
         self._attr_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._derived_cache: dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._typed_cache: dict[int, tuple[dict[str, Any], dict[str, dict[str, Any]]]] = {}
         self._reported: set[str] = set()
+        self._checks = [proc.before_call for proc in processors if hasattr(proc, "before_call")]
         for proc in processors:
             bind = getattr(proc, "bind", None)
             if bind is not None:
@@ -103,8 +106,15 @@ class Runtime:
     def record_usage_metrics(self, usage: Usage, attrs: dict[str, Any]) -> None:
         inst = self.instruments
         latest = inst.latest
+        typed_by_kind = self._typed_cache.get(id(attrs))
+        if typed_by_kind is None or typed_by_kind[0] is not attrs:
+            typed_by_kind = (attrs, {kind: {**attrs, sc.TOKEN_TYPE: kind} for kind in sc.TOKEN_TYPES})
+            if len(self._typed_cache) > _ATTR_CACHE_MAX:
+                self._typed_cache.clear()
+            self._typed_cache[id(attrs)] = typed_by_kind
+        typed_attrs = typed_by_kind[1]
         for kind, n in usage.by_type().items():
-            typed = self.with_attr(attrs, sc.TOKEN_TYPE, kind)
+            typed = typed_attrs[kind]
             inst.tokens.add(n, typed)
             if kind == sc.TOKEN_INPUT or kind == sc.TOKEN_OUTPUT:
                 inst.token_usage.record(n, typed)
@@ -124,12 +134,21 @@ class Runtime:
             self.report_internal_error("pricing")
             return None
 
-    def before_call(self, info: CallInfo) -> None:
-        """Let processors veto a call (budgets with action: block). Their exception reaches the app."""
-        for proc in self.processors:
-            check = getattr(proc, "before_call", None)
-            if check is not None:
+    def check_call(self, record: Any) -> None:
+        """Let processors veto a call before its request is sent (budgets with ``action: block``).
+
+        ``CallBlocked`` ends the call's record and reaches the app; any other processor fault is logged."""
+        if not self._checks:
+            return
+        info = CallInfo(record.provider, record.operation, record.request_model, record.attributes)
+        try:
+            for check in self._checks:
                 check(info)
+        except CallBlocked as exc:
+            record.finish(exc)
+            raise
+        except Exception:
+            self.report_internal_error("before_call processors")
 
     def dispatch(self, record: UsageRecord) -> None:
         self.session.add(record)

@@ -151,7 +151,7 @@ def _amount(value: float | None, unit: str) -> str:
 
 
 def render_status(entries: list[dict[str, Any]]) -> str:
-    from ..cli import _table
+    from ..tables import table as _table
 
     rows = []
     for e in entries:

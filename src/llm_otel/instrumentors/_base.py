@@ -17,9 +17,7 @@ import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from .. import semconv as sc
-from ..errors import CallBlocked
 from ..record import CURRENT, CallRecord, use_span
-from ..records import CallInfo
 from ..streams import AsyncStreamProxy, SyncStreamProxy, _gc_end
 
 log = logging.getLogger("llm_otel")
@@ -157,13 +155,7 @@ def new_record(
     except Exception:
         rt.report_internal_error(f"{where} call start")
         return None
-    try:
-        rt.before_call(CallInfo(record.provider, record.operation, record.request_model, record.attributes))
-    except CallBlocked as exc:
-        record.finish(exc)
-        raise
-    except Exception:
-        rt.report_internal_error("before_call processors")
+    rt.check_call(record)
     return record
 
 

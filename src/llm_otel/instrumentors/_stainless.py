@@ -21,9 +21,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from .. import semconv as sc
-from ..errors import CallBlocked
 from ..record import CURRENT, CallRecord, use_span
-from ..records import CallInfo
 from ..streams import AsyncStreamProxy, SyncStreamProxy, _gc_end
 from ..throttle import header_int, stainless_sleep_async, stainless_sleep_sync
 from ._base import LLMInstrumentor, log
@@ -125,13 +123,7 @@ class StainlessInstrumentor(LLMInstrumentor):
         if started is None:
             return None
         record = started[0]
-        try:
-            self.rt.before_call(CallInfo(record.provider, record.operation, record.request_model, record.attributes))
-        except CallBlocked as exc:
-            record.finish(exc)
-            raise
-        except Exception:
-            self.rt.report_internal_error("before_call processors")
+        self.rt.check_call(record)
         return started
 
     # --- request hooks -------------------------------------------------------------------------------------

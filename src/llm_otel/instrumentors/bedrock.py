@@ -17,9 +17,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from .. import semconv as sc
-from ..errors import CallBlocked
 from ..record import CURRENT, CallRecord, use_span
-from ..records import CallInfo
 from ..streams import SyncStreamProxy
 from ..usage import Usage, from_bedrock
 from ._base import LLMInstrumentor
@@ -128,13 +126,7 @@ class BedrockInstrumentor(LLMInstrumentor):
         except Exception:
             self.rt.report_internal_error("bedrock call start")
             return None
-        try:
-            self.rt.before_call(CallInfo(record.provider, record.operation, record.request_model, record.attributes))
-        except CallBlocked as exc:
-            record.finish(exc)
-            raise
-        except Exception:
-            self.rt.report_internal_error("before_call processors")
+        self.rt.check_call(record)
         return record
 
     def _api_call(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:

@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 from .. import semconv as sc
 from ..errors import CallBlocked
 from ..record import CURRENT, CallRecord, detached, use_span
-from ..records import CallInfo
 from ..throttle import retry_reason
 from ..usage import add, field, from_gemini
 from ._base import LLMInstrumentor
@@ -111,13 +110,7 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
         record = CallRecord(self.rt, provider, operation, model_name(kwargs.get("model")), parts.hostname, port,
                             streaming)  # fmt: skip
         record.extra = {"gemini": True, "hops": 0}
-        try:
-            self.rt.before_call(CallInfo(record.provider, record.operation, record.request_model, record.attributes))
-        except CallBlocked as exc:
-            record.finish(exc)
-            raise
-        except Exception:
-            self.rt.report_internal_error("before_call processors")
+        self.rt.check_call(record)
         return record
 
     def _begin(self, instance: Any, wrapped: Any, kwargs: dict[str, Any], streaming: bool) -> CallRecord | None:
