@@ -427,7 +427,7 @@ def metric_points(reader: InMemoryMetricReader) -> dict[str, dict[tuple[tuple[st
     return out
 
 
-def verify(provider: Provider, chunks: int, ledger: Path) -> dict[str, Any]:
+def verify(provider: Provider, chunks: int, ledger: Path | bool) -> dict[str, Any]:
     """One call of each kind through floor and llm-otel on fresh in-memory providers; compare what they emit."""
     report: dict[str, Any] = {}
     for kind in ("chat", "stream"):
@@ -537,7 +537,7 @@ def summarize(arms: list[Arm]) -> dict[str, Any]:
     return out
 
 
-def workload_arms(kind: str, provider: Provider, telemetry: Telemetry, ledger: Path) -> list[Arm]:
+def workload_arms(kind: str, provider: Provider, telemetry: Telemetry, ledger: Path | bool) -> list[Arm]:
     plain = make_client(provider)
     hooked = make_client(provider, header_hook=True)
     fi = FloorInstruments(telemetry.meter_provider)
@@ -570,13 +570,54 @@ def drain_ledger() -> None:
         ledger.flush(30)
 
 
+def ledger_backlog() -> int | None:
+    """Rows waiting for the ledger's writer thread (private attribute; None if it is not there)."""
+    pending = getattr(getattr(llm_otel._api, "_ledger", None), "_pending", None)
+    return len(pending) if pending is not None else None
+
+
 def settle() -> None:
     drain_ledger()
     gc.collect()
 
 
-def memory(provider: Provider, telemetry: Telemetry, ledger: Path, calls: int, warm: int, traced: int) -> dict[str, Any]:
-    """RSS over ``calls`` instrumented calls after ``warm``; then tracemalloc over ``traced`` more calls."""
+def traced_growth(client: openai.OpenAI, calls: int, warm: int) -> dict[str, Any]:
+    """tracemalloc growth over ``calls`` calls, after ``warm`` calls under tracing (so one-off allocations
+    made after tracing starts are not counted); the ledger is drained at both ends."""
+    tracemalloc.start(1)
+    try:
+        for _ in range(warm):
+            plain_chat(client)
+        settle()
+        m0 = tracemalloc.get_traced_memory()[0]
+        snap0 = tracemalloc.take_snapshot()
+        half = calls // 2
+        for _ in range(half):
+            plain_chat(client)
+        settle()
+        m_half = tracemalloc.get_traced_memory()[0]
+        for _ in range(calls - half):
+            plain_chat(client)
+        settle()
+        m1 = tracemalloc.get_traced_memory()[0]
+        snap1 = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    stats = snap1.compare_to(snap0, "lineno")
+    return {
+        "growth_kb": (m1 - m0) / 1024,
+        "bytes_per_call": (m1 - m0) / calls,
+        # One-off growth (caches filling) lands mostly in the first half; a leak grows in both.
+        "second_half_bytes_per_call": (m1 - m_half) / (calls - half),
+        "top": [f"{s.size_diff / 1024:+.1f} KB {s.count_diff:+d} blocks {s.traceback[0]}" for s in stats[:5]],
+    }
+
+
+def memory(
+    provider: Provider, telemetry: Telemetry, ledger: Path | bool, calls: int, warm: int, traced: int
+) -> dict[str, Any]:
+    """RSS over ``calls`` instrumented calls after ``warm``; then tracemalloc over ``traced`` calls, for the
+    baseline (uninstrumented) and for llm-otel."""
     client = make_client(provider)
     out: dict[str, Any] = {"calls": calls, "warmup": warm, "traced_calls": traced}
     t_start = time.perf_counter()
@@ -585,40 +626,32 @@ def memory(provider: Provider, telemetry: Telemetry, ledger: Path, calls: int, w
             plain_chat(client)
         settle()
         r0 = rss_kb()
-        checkpoints = [r0]
+        checkpoints, backlog = [r0], [0]
         quarter = max(calls // 4, 1)
         for i in range(1, calls + 1):
             plain_chat(client)
-            if i % quarter == 0 and i < calls:
+            if i % quarter == 0:
                 checkpoints.append(rss_kb())
+                backlog.append(ledger_backlog())
         settle()
         r1 = rss_kb()
-        checkpoints.append(r1)
-        out["rss_kb_before"], out["rss_kb_after"] = r0, r1
-        out["rss_growth_kb"] = r1 - r0
-        out["rss_kb_checkpoints"] = checkpoints
-        out["rss_pass_s"] = time.perf_counter() - t_start
-        # tracemalloc: a second pass, since tracing inflates RSS and time. Warm under tracing first so
-        # that one-off allocations made after tracing starts are not counted as growth.
-        tracemalloc.start(1)
-        try:
-            for _ in range(min(warm, 300)):
-                plain_chat(client)
-            settle()
-            m0 = tracemalloc.get_traced_memory()[0]
-            snap0 = tracemalloc.take_snapshot()
-            for _ in range(traced):
-                plain_chat(client)
-            settle()
-            m1 = tracemalloc.get_traced_memory()[0]
-            snap1 = tracemalloc.take_snapshot()
-        finally:
-            tracemalloc.stop()
+    out["rss_kb_before"], out["rss_kb_after"] = r0, r1
+    out["rss_growth_kb"] = r1 - r0
+    out["rss_kb_checkpoints"] = checkpoints  # every calls/4, before the final drain
+    out["ledger_backlog_checkpoints"] = backlog  # rows queued for the ledger thread at those points
+    out["rss_pass_s"] = time.perf_counter() - t_start
+    # tracemalloc in separate passes: tracing inflates RSS and time.
+    traced_warm = min(warm, 300)
+    out["traced_baseline"] = traced_growth(client, traced, traced_warm)
+    with LlmOtel(telemetry, ledger).active():
+        out["traced_llm_otel"] = traced_growth(client, traced, traced_warm)
+    out["traced_beyond_baseline_bytes_per_call"] = (
+        out["traced_llm_otel"]["bytes_per_call"] - out["traced_baseline"]["bytes_per_call"]
+    )
+    out["traced_second_half_beyond_baseline_bytes_per_call"] = (
+        out["traced_llm_otel"]["second_half_bytes_per_call"] - out["traced_baseline"]["second_half_bytes_per_call"]
+    )
     out["tracemalloc_pass_s"] = time.perf_counter() - t_start - out["rss_pass_s"]
-    out["tracemalloc_growth_kb"] = (m1 - m0) / 1024
-    out["tracemalloc_bytes_per_call"] = (m1 - m0) / traced
-    stats = snap1.compare_to(snap0, "lineno")
-    out["top_growth"] = [f"{s.size_diff / 1024:+.1f} KB {s.count_diff:+d} blocks {s.traceback[0]}" for s in stats[:5]]
     return out
 
 
@@ -650,8 +683,13 @@ def startup(runs: int) -> dict[str, Any]:
 
 
 # --- profile ---------------------------------------------------------------------------------------------------
-def profile(provider: Provider, telemetry: Telemetry, ledger: Path, calls: int, streams: int, top: int) -> None:
-    """cProfile the llm-otel arm; print llm_otel functions by own and cumulative time (share of all time)."""
+def profile(provider: Provider, telemetry: Telemetry, ledger: Path | bool, calls: int, streams: int, top: int) -> None:
+    """cProfile the llm-otel arm and print where llm-otel's own work goes.
+
+    "llm-otel work" = own time of functions in llm_otel + cumulative time of everything llm_otel calls
+    directly except the SDK call it wraps (openai). Shares are of that total. cProfile inflates call-heavy
+    code, so read shares as proportions; the timed arms give the real microseconds.
+    """
     import cProfile
     import pstats
 
@@ -670,40 +708,40 @@ def profile(provider: Provider, telemetry: Telemetry, ledger: Path, calls: int, 
             prof.disable()
         stats = pstats.Stats(prof)
         total = stats.total_tt  # type: ignore[attr-defined]
-        rows = []
-        for (file, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-            if f"{os.sep}llm_otel{os.sep}" in file:
-                short = file.split(f"{os.sep}llm_otel{os.sep}", 1)[1]
-                rows.append((tt, ct, nc, f"{short}:{line}({func})"))
-        print(f"\n== cProfile, llm-otel arm, {n} {kind} calls: {total / n * 1e6:.0f} us/call under the profiler ==")
-        for title, col in (("own time (tottime)", 0), ("cumulative time (cumtime)", 1)):
-            print(f"-- llm_otel functions by {title}; share = of all profiled time --")
-            for row in sorted(rows, key=lambda r: r[col], reverse=True)[:top]:
-                tt, ct, nc, name = row
-                print(f"  {row[col] / total:6.1%}  {row[col] / n * 1e6:7.1f} us/call  {nc:>7} calls  {name}")
-        own = sum(r[0] for r in rows)
-        print(f"-- all llm_otel own time: {own / total:.1%} of profiled time ({own / n * 1e6:.1f} us/call)")
-        third = _third_party_from_llm_otel(stats)
-        print("-- time in callees reached from llm_otel code, by package (cumulative, double counting avoided) --")
-        for pkg, t in third:
-            print(f"  {t / total:6.1%}  {t / n * 1e6:7.1f} us/call  {pkg}")
+        spots = _hot_spots(stats)
+        work = sum(t for t, _nc, _name in spots)
+        print(f"\n== cProfile, llm-otel arm, {n} {kind} calls: {total / n * 1e6:.0f} us/call under the profiler; "
+              f"llm-otel work {work / n * 1e6:.0f} us/call ({work / total:.1%}) ==")  # fmt: skip
+        print("  share  us/call  calls/call  where (llm_otel function: own time; [callee] <- caller: cumulative)")
+        for t, nc, name in spots[:top]:
+            print(f"  {t / work:5.1%} {t / n * 1e6:8.1f} {nc / n:10.1f}  {name}")
+        own = sum(t for t, _nc, name in spots if not name.startswith("["))
+        print(f"  -- llm_otel own time {own / work:.1%}; callees {1 - own / work:.1%}")
+        by_pkg: dict[str, float] = {}
+        for t, _nc, name in spots:
+            pkg = name[1:].split("]", 1)[0].split(":", 1)[0] if name.startswith("[") else "llm_otel (own time)"
+            by_pkg[pkg] = by_pkg.get(pkg, 0.0) + t
+        print("  -- by package: " + "; ".join(
+            f"{pkg} {t / work:.1%}" for pkg, t in sorted(by_pkg.items(), key=lambda kv: -kv[1])[:6]))  # fmt: skip
 
 
-def _third_party_from_llm_otel(stats: Any) -> list[tuple[str, float]]:
-    """Cumulative time of non-llm_otel functions called directly by llm_otel functions, by top package."""
+def _hot_spots(stats: Any) -> list[tuple[float, int, str]]:
+    """(seconds, calls, label): llm_otel functions by own time, and non-openai callees of llm_otel
+    functions by cumulative time (per callee and calling llm_otel function)."""
     sep = f"{os.sep}llm_otel{os.sep}"
-    totals: dict[str, float] = {}
-    for (file, _line, func), (_cc, _nc, _tt, _ct, callers) in stats.stats.items():
+    spots: list[tuple[float, int, str]] = []
+    for (file, line, func), (_cc, nc, tt, _ct, callers) in stats.stats.items():
         if sep in file:
+            spots.append((tt, nc, f"{file.split(sep, 1)[1]}:{line}({func})"))
             continue
-        from_us = [v for (cfile, _l, _f), v in callers.items() if sep in cfile]
-        if not from_us:
-            continue
-        ct = sum(v[3] for v in from_us)
         pkg = "builtins" if file == "~" else _package(file)
-        label = f"{pkg}:{func}" if pkg in ("builtins", "wrapt") else pkg
-        totals[label] = totals.get(label, 0.0) + ct
-    return sorted(totals.items(), key=lambda kv: kv[1], reverse=True)[:10]
+        if pkg == "openai":
+            continue  # the wrapped SDK call itself
+        for (cfile, _cline, cfunc), v in callers.items():
+            if sep in cfile:
+                caller = f"{cfile.split(sep, 1)[1].removesuffix('.py')}.{cfunc}"
+                spots.append((v[3], v[0], f"[{pkg}:{func}] <- {caller}"))
+    return sorted(spots, reverse=True)
 
 
 def _package(file: str) -> str:
@@ -714,6 +752,18 @@ def _package(file: str) -> str:
             return ".".join(rest[:3]).removesuffix(".py")
         return rest[0].removesuffix(".py") if rest else file
     return Path(file).stem
+
+
+def _git_state(path: Path) -> str | None:
+    """Commit (+dirty) of the checkout llm_otel was imported from, when it is one."""
+    try:
+        top = subprocess.run(["git", "-C", str(path.parent), "rev-parse", "--show-toplevel", "HEAD"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout.split()  # fmt: skip
+        dirty = subprocess.run(["git", "-C", top[0], "status", "--porcelain", "--", "src"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()  # fmt: skip
+        return top[1][:12] + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return None
 
 
 # --- report ----------------------------------------------------------------------------------------------------
@@ -737,27 +787,41 @@ def print_timing(title: str, s: dict[str, Any], unit: str) -> None:
     )
 
 
+SECTIONS = ("chat", "stream", "memory", "startup")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer iterations (< 30 s)")
-    ap.add_argument("--profile", action="store_true", help="only cProfile the llm-otel arm and print hot spots")
+    ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma list of sections: {','.join(SECTIONS)}")
+    ap.add_argument("--rounds", type=int, default=0, help="timing rounds (default 11, quick 5)")
+    ap.add_argument("--chunks", type=int, default=50, help="content chunks per stream (default 50)")
+    ap.add_argument("--no-ledger", action="store_true", help="llm-otel arm without the SQLite ledger")
+    ap.add_argument(
+        "--traced-calls",
+        type=int,
+        default=0,
+        help="calls under tracemalloc (default 5000, quick 600; tracing makes each call ~5x slower)",
+    )
+    ap.add_argument("--profile", action="store_true", help="instead: cProfile the llm-otel arm, print hot spots")
     ap.add_argument("--profile-calls", type=int, default=5000)
     ap.add_argument("--profile-streams", type=int, default=500)
-    ap.add_argument("--chunks", type=int, default=50, help="content chunks per stream")
-    ap.add_argument("--traced-calls", type=int, default=0,
-                    help="calls under tracemalloc (default 5000, quick 600; tracing makes each call ~5x slower)")
+    ap.add_argument("--profile-top", type=int, default=15, help="hot spots to print")
     ap.add_argument("--json", type=Path, default=HERE / "results.json", help="where to write results")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    if args.chunks < 2:
-        ap.error("--chunks must be at least 2")
+    only = {x.strip() for x in args.only.split(",") if x.strip()}
+    if args.chunks < 6 or not only or only - set(SECTIONS):
+        ap.error(f"--chunks must be > 5; --only takes {', '.join(SECTIONS)}")
 
     q = args.quick
-    cfg = {
+    cfg: dict[str, Any] = {
         "mode": "quick" if q else "default",
+        "sections": [x for x in SECTIONS if x in only],
+        "ledger": not args.no_ledger,
         "chunks": args.chunks,
         "short_chunks": 5,
-        "rounds": 5 if q else 11,
+        "rounds": args.rounds or (5 if q else 11),
         "chat_block": 100 if q else 400,
         "stream_block": 10 if q else 40,
         "short_stream_block": 40 if q else 150,
@@ -765,27 +829,29 @@ def main(argv: list[str] | None = None) -> int:
         "stream_warm": 3 if q else 5,
         "memory_calls": 2000 if q else 20000,
         "memory_warmup": 300 if q else 2000,
-        "memory_traced_calls": args.traced_calls or (600 if q else 5000),
+        "memory_traced_calls": args.traced_calls or (400 if q else 3000),
         "startup_runs": 3 if q else 5,
     }
     tmp = Path(tempfile.mkdtemp(prefix="llm-otel-bench-"))
-    ledger = tmp / "ledger.sqlite3"
-    started = time.perf_counter()
+    ledger: Path | bool = tmp / "ledger.sqlite3" if cfg["ledger"] else False
     try:
         provider = Provider(args.chunks)
         telemetry = Telemetry.create(DropSpanExporter())
         if args.profile:
-            profile(provider, telemetry, ledger, args.profile_calls, args.profile_streams, top=15)
+            profile(provider, telemetry, ledger, args.profile_calls, args.profile_streams, top=args.profile_top)
             return 0
-        return run_all(cfg, provider, telemetry, ledger, args.json, started)
+        results = run_all(cfg, provider, telemetry, ledger)
+        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        print(f"Results in {args.json}")
+        return 0
     finally:
         with contextlib.suppress(Exception):
             llm_otel.uninstrument()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run_all(cfg: dict[str, Any], provider: Provider, telemetry: Telemetry, ledger: Path, json_path: Path,
-            started: float) -> int:  # fmt: skip
+def run_all(cfg: dict[str, Any], provider: Provider, telemetry: Telemetry, ledger: Path | bool) -> dict[str, Any]:
+    started = time.perf_counter()
     n = cfg["chunks"]
     env = {
         "python": platform.python_version(),
@@ -793,12 +859,24 @@ def run_all(cfg: dict[str, Any], provider: Provider, telemetry: Telemetry, ledge
         "cpus": os.cpu_count(),
         **{pkg: version(pkg) for pkg in ("openai", "httpx2", "opentelemetry-sdk", "wrapt", "llm-otel")},
         "llm_otel_file": llm_otel.__file__,
+        "llm_otel_git": _git_state(Path(llm_otel.__file__)),
         "clock": "thread = time.thread_time_ns (caller thread); process = time.process_time_ns (all threads)",
+        "loadavg_at_start": os.getloadavg(),
     }
-    print(f"llm-otel overhead bench ({cfg['mode']}): python {env['python']}, openai {env['openai']}, "
+    print(f"llm-otel overhead bench ({cfg['mode']}; {', '.join(cfg['sections'])}; ledger "
+          f"{'on' if cfg['ledger'] else 'off'}): python {env['python']}, openai {env['openai']}, "
           f"opentelemetry-sdk {env['opentelemetry-sdk']}, {env['cpus']} CPUs")  # fmt: skip
+    print(f"llm_otel from {Path(env['llm_otel_file']).parent} (git: {env['llm_otel_git']}); load average "
+          f"{env['loadavg_at_start'][0]:.2f} (other processes add noise: run on an idle machine)")  # fmt: skip
+    results: dict[str, Any] = {"config": cfg, "environment": env}
+    sections: dict[str, float] = {}
+    targets: dict[str, bool] = {}
+
+    def lap(name: str) -> None:
+        sections[name] = time.perf_counter() - started - sum(sections.values())
 
     checks = verify(provider, n, ledger)
+    results["verification"] = checks
     print("\nMetric points per call counted from llm-otel (InMemoryMetricReader), compared with the floor:")
     for kind, c in checks.items():
         label = "non-stream chat" if kind == "chat" else f"stream, {n} chunks"
@@ -810,74 +888,90 @@ def run_all(cfg: dict[str, Any], provider: Provider, telemetry: Telemetry, ledge
         for what in ("span_keys_only_llm_otel", "span_keys_only_floor", "points_only_llm_otel", "points_only_floor"):
             if c[what]:
                 print(f"    {what}: {c[what]}")
+    lap("verify")
 
-    results: dict[str, Any] = {"config": cfg, "environment": env, "verification": checks}
-    workloads = [
-        ("chat", "non-stream chat", cfg["chat_block"], provider.chunks),
-        ("stream", f"stream, {n} content chunks", cfg["stream_block"], n),
-        ("stream", f"stream, {cfg['short_chunks']} content chunks", cfg["short_stream_block"], cfg["short_chunks"]),
-    ]
+    workloads = []
+    if "chat" in cfg["sections"]:
+        workloads.append(("chat", "non-stream chat", cfg["chat_block"], 0))
+    if "stream" in cfg["sections"]:
+        workloads.append(("stream", f"stream, {n} content chunks", cfg["stream_block"], n))
+        short = cfg["short_chunks"]
+        workloads.append(("stream", f"stream, {short} content chunks", cfg["short_stream_block"], short))
     timing: dict[str, Any] = {}
     for kind, title, block, chunks in workloads:
-        provider.chunks = chunks
+        provider.chunks = chunks or n
         arms = workload_arms(kind, provider, telemetry, ledger)
-        time_arms(arms, cfg["rounds"], block, cfg["warm"])
+        time_arms(arms, cfg["rounds"], block, cfg["warm"] if kind == "chat" else cfg["stream_warm"])
         s = summarize(arms)
-        s["block"], s["rounds"], s["chunks"] = block, cfg["rounds"], chunks if kind == "stream" else None
-        key = "chat" if kind == "chat" else f"stream_{chunks}"
-        timing[key] = s
+        s["block"], s["rounds"], s["chunks"] = block, cfg["rounds"], chunks or None
+        timing["chat" if kind == "chat" else f"stream_{chunks}"] = s
         print_timing(title, s, "call" if kind == "chat" else "stream")
     provider.chunks = n
-    results["timing"] = timing
+    if timing:
+        results["timing"] = timing
+    if "chat" in timing:
+        ratio = timing["chat"]["thread_ratio"]
+        targets["chat_added_ratio_thread<=1.1"] = ratio is not None and ratio <= 1.1
 
-    streams: dict[str, Any] = {}
-    for clock in ("thread", "process"):
-        long_, short = timing[f"stream_{n}"], timing[f"stream_{cfg['short_chunks']}"]
-        b_long, b_short = long_[f"{clock}_beyond_floor_us"], short[f"{clock}_beyond_floor_us"]
-        slope = (b_long - b_short) / (n - cfg["short_chunks"])
-        streams[clock] = {
-            "per_chunk_beyond_floor_us": b_long / n,
-            "marginal_per_chunk_beyond_floor_us": slope,
-            "fixed_per_stream_beyond_floor_us": b_short - cfg["short_chunks"] * slope,
-            "per_stream_beyond_floor_us": b_long,
-        }
-    results["streams"] = streams
-    print(f"\nStreams beyond the floor ({n} vs {cfg['short_chunks']} chunks):")
-    for clock, s in streams.items():
-        print(f"  {clock:<7}: (llm-otel - floor)/chunks = {s['per_chunk_beyond_floor_us']:.2f} us/chunk"
-              f" [target <= 2];  fit: {s['marginal_per_chunk_beyond_floor_us']:.2f} us/chunk"
-              f" + {s['fixed_per_stream_beyond_floor_us']:.1f} us/stream fixed")  # fmt: skip
+    if "stream" in cfg["sections"]:
+        short = cfg["short_chunks"]
+        streams: dict[str, Any] = {}
+        for clock in ("thread", "process"):
+            b_long = timing[f"stream_{n}"][f"{clock}_beyond_floor_us"]
+            b_short = timing[f"stream_{short}"][f"{clock}_beyond_floor_us"]
+            slope = (b_long - b_short) / (n - short)
+            streams[clock] = {
+                "per_chunk_beyond_floor_us": b_long / n,
+                "marginal_per_chunk_beyond_floor_us": slope,
+                "fixed_per_stream_beyond_floor_us": b_short - short * slope,
+                "per_stream_beyond_floor_us": b_long,
+            }
+        results["streams"] = streams
+        print(f"\nStreams beyond the floor ({n} vs {short} chunks):")
+        for clock, st in streams.items():
+            print(f"  {clock:<7}: (llm-otel - floor)/chunks = {st['per_chunk_beyond_floor_us']:.2f} us/chunk"
+                  f" [target <= 2];  fit: {st['marginal_per_chunk_beyond_floor_us']:.2f} us/chunk"
+                  f" + {st['fixed_per_stream_beyond_floor_us']:.1f} us/stream fixed")  # fmt: skip
+        targets["stream_per_chunk_beyond_floor_thread<=2us"] = streams["thread"]["per_chunk_beyond_floor_us"] <= 2
+    lap("timing")
 
-    sections["timing"] = time.perf_counter() - started - sum(sections.values())
-    mem = memory(provider, telemetry, ledger, cfg["memory_calls"], cfg["memory_warmup"], cfg["memory_traced_calls"])
-    sections["memory"] = time.perf_counter() - started - sum(sections.values())
-    results["memory"] = mem
-    print(f"\nMemory over {mem['calls']} instrumented non-stream calls after {mem['warmup']} warm-up (ledger drained):")
-    print(f"  RSS {mem['rss_kb_before'] / 1024:.1f} -> {mem['rss_kb_after'] / 1024:.1f} MB "
-          f"({mem['rss_growth_kb']:+.0f} KB); tracemalloc growth {mem['tracemalloc_growth_kb']:+.1f} KB "
-          f"({mem['tracemalloc_bytes_per_call']:+.2f} bytes/call)")  # fmt: skip
-    for line in mem["top_growth"][:3]:
-        print(f"    {line}")
+    if "memory" in cfg["sections"]:
+        mem = memory(provider, telemetry, ledger, cfg["memory_calls"], cfg["memory_warmup"], cfg["memory_traced_calls"])
+        results["memory"] = mem
+        print(f"\nMemory, llm-otel arm, {mem['calls']} non-stream calls after {mem['warmup']} warm-up:")
+        cps = " ".join(f"{kb / 1024:.1f}" for kb in mem["rss_kb_checkpoints"])
+        print(f"  RSS {mem['rss_kb_before'] / 1024:.1f} -> {mem['rss_kb_after'] / 1024:.1f} MB after draining the "
+              f"ledger ({mem['rss_growth_kb']:+.0f} KB, {mem['rss_growth_kb'] * 1024 / mem['calls']:+.0f} bytes/call);"
+              f" every {mem['calls'] // 4} calls: {cps} MB")  # fmt: skip
+        print(f"  ledger rows still queued at those points: {mem['ledger_backlog_checkpoints']}")
+        for arm in ("baseline", "llm_otel"):
+            t = mem[f"traced_{arm}"]
+            print(f"  tracemalloc, {arm.replace('_', '-')}, over {mem['traced_calls']} further calls (ledger drained): "
+                  f"{t['growth_kb']:+.1f} KB ({t['bytes_per_call']:+.2f} bytes/call; second half "
+                  f"{t['second_half_bytes_per_call']:+.2f}); top: {t['top'][0]}")  # fmt: skip
+        beyond = mem["traced_second_half_beyond_baseline_bytes_per_call"]
+        targets["memory_traced_flat(2nd half <2 bytes/call beyond baseline)"] = beyond < 2
+        targets["memory_rss_flat(<1 MB)"] = mem["rss_growth_kb"] < 1024
+        lap("memory")
 
-    st = startup(cfg["startup_runs"])
-    results["startup"] = st
-    print(f"\nFresh interpreter, median of {st['runs']}: import llm_otel {st['import_llm_otel_ms']:.1f} ms; "
-          f"instrument(ledger=False) {st['instrument_ms']:.1f} ms [target < 50]; with openai already imported "
-          f"(patching included) {st['instrument_openai_imported_ms']:.1f} ms")  # fmt: skip
+    if "startup" in cfg["sections"]:
+        st = startup(cfg["startup_runs"])
+        results["startup"] = st
+        print(f"\nFresh interpreter, wall ms, median of {st['runs']}: import llm_otel {st['import_llm_otel_ms']:.1f}"
+              f" (after import openai: {st['import_llm_otel_after_openai_ms']:.1f}); instrument(ledger=False) "
+              f"{st['instrument_ms']:.1f} [target < 50]; instrument() with openai imported (patching included) "
+              f"{st['instrument_openai_imported_ms']:.1f}")  # fmt: skip
+        targets["instrument_ms<50"] = st["instrument_ms"] < 50
+        lap("startup")
 
-    chat = timing["chat"]
-    targets = {
-        "chat_added_ratio_thread<=1.1": chat["thread_ratio"] is not None and chat["thread_ratio"] <= 1.1,
-        "stream_per_chunk_beyond_floor_thread<=2us": streams["thread"]["per_chunk_beyond_floor_us"] <= 2,
-        "instrument_ms<50": st["instrument_ms"] < 50,
-        "memory_flat(<1 byte/call traced)": abs(mem["tracemalloc_bytes_per_call"]) < 1,
-    }
     results["targets"] = targets
+    results["sections_s"] = sections
     results["elapsed_s"] = time.perf_counter() - started
+    results["loadavg_at_end"] = os.getloadavg()
     print("\nTargets: " + "; ".join(f"{k}: {'PASS' if v else 'FAIL'}" for k, v in targets.items()))
-    print(f"Elapsed {results['elapsed_s']:.0f} s; results in {json_path}")
-    json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    return 0
+    print(f"Elapsed {results['elapsed_s']:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in sections.items()) + ")"
+          f"; load average at end {results['loadavg_at_end'][0]:.2f}")  # fmt: skip
+    return results
 
 
 if __name__ == "__main__":
