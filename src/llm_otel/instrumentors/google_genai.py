@@ -21,10 +21,10 @@ from urllib.parse import urlsplit
 
 from .. import semconv as sc
 from ..errors import CallBlocked
-from ..record import CURRENT, CallRecord, detached, use_span
+from ..record import CURRENT, CallRecord, detached
 from ..throttle import retry_reason
 from ..usage import add, field, from_gemini
-from ._base import LLMInstrumentor
+from ._base import LLMInstrumentor, observed_aiter, observed_iter, run_async, run_sync
 
 _perf = time.perf_counter
 
@@ -137,15 +137,7 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
         record = self._begin(instance, wrapped, kwargs, False)
         if record is None:
             return wrapped(*args, **kwargs)
-        token = CURRENT.set(record)
-        try:
-            with use_span(record):
-                result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            record.finish(exc)
-            raise
-        finally:
-            CURRENT.reset(token)
+        result = run_sync(record, wrapped, args, kwargs)
         self._end(record, result)
         return result
 
@@ -153,15 +145,7 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
         record = self._begin(instance, wrapped, kwargs, False)
         if record is None:
             return await wrapped(*args, **kwargs)
-        token = CURRENT.set(record)
-        try:
-            with use_span(record):
-                result = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            record.finish(exc)
-            raise
-        finally:
-            CURRENT.reset(token)
+        result = await run_async(record, wrapped, args, kwargs)
         self._end(record, result)
         return result
 
@@ -169,86 +153,20 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
     def _observe(self, record: CallRecord, chunk: Any) -> None:
         if _has_output(chunk):
             record.output_chunk()
-        apply_response(record, chunk, usage_from_hops=bool(record.extra and record.extra["hops"]))
-        if not (record.extra and record.extra["hops"]):
-            record.usage_complete = False  # running counts until the stream ends
-            _hops(record)["last"] = True
+        from_hops = bool(record.extra and record.extra["hops"])
+        apply_response(record, chunk, usage_from_hops=from_hops)
+        if not from_hops:
+            # Every chunk carries running counts; they are final on the chunk that finishes the candidate.
+            finished = any(field(c, "finish_reason") for c in field(chunk, "candidates") or ())
+            record.usage_complete = finished and record.usage is not None
 
     def _stream_sync(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        inner = wrapped(*args, **kwargs)  # lazy: nothing is sent yet
-        return self._iterate_sync(inner, instance, wrapped, kwargs)
-
-    def _iterate_sync(self, inner: Iterator[Any], instance: Any, wrapped: Any, kwargs: Any) -> Iterator[Any]:
-        record = self._begin(instance, wrapped, kwargs, True)
-        if record is None:
-            yield from inner
-            return
-        end = sc.STREAM_COMPLETED
-        try:
-            while True:
-                token = CURRENT.set(record)
-                try:
-                    with use_span(record):
-                        chunk = next(inner)
-                except StopIteration:
-                    break
-                finally:
-                    CURRENT.reset(token)
-                self._observe(record, chunk)
-                yield chunk
-        except GeneratorExit:
-            end = sc.STREAM_CLIENT_CLOSED
-            inner.close()
-            raise
-        except BaseException as exc:
-            record.finish(exc, stream_end=sc.STREAM_ERROR)
-            raise
-        finally:
-            self._finish_stream(record, end)
-
-    def _finish_stream(self, record: CallRecord, end: str) -> None:
-        if end == sc.STREAM_COMPLETED and record.extra and record.extra.get("last") and record.usage is not None:
-            record.usage_complete = True  # the last chunk's running counts are the final ones
-        record.finish(stream_end=end)
+        inner = wrapped(*args, **kwargs)  # lazy: nothing is sent until iterated, so the call starts then
+        return observed_iter(lambda: self._begin(instance, wrapped, kwargs, True), inner, self._observe)
 
     async def _stream_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         inner = await wrapped(*args, **kwargs)  # an async generator; nothing is sent yet
-        return self._iterate_async(inner, instance, wrapped, kwargs)
-
-    async def _iterate_async(
-        self, inner: AsyncIterator[Any], instance: Any, wrapped: Any, kwargs: Any
-    ) -> AsyncIterator[Any]:
-        record = self._begin(instance, wrapped, kwargs, True)
-        if record is None:
-            async for chunk in inner:
-                yield chunk
-            return
-        end = sc.STREAM_COMPLETED
-        try:
-            while True:
-                token = CURRENT.set(record)
-                try:
-                    with use_span(record):
-                        chunk = await inner.__anext__()
-                except StopAsyncIteration:
-                    break
-                finally:
-                    CURRENT.reset(token)
-                self._observe(record, chunk)
-                yield chunk
-        except GeneratorExit:
-            end = sc.STREAM_CLIENT_CLOSED
-            raise
-        except BaseException as exc:
-            import asyncio
-
-            if isinstance(exc, asyncio.CancelledError):
-                end = sc.STREAM_CLIENT_CLOSED
-            else:
-                record.finish(exc, stream_end=sc.STREAM_ERROR)
-            raise
-        finally:
-            self._finish_stream(record, end)
+        return observed_aiter(lambda: self._begin(instance, wrapped, kwargs, True), inner, self._observe)
 
     # --- one request hop (exact usage under automatic function calling) -----------------------------------
     @staticmethod
