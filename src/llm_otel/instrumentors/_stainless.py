@@ -21,10 +21,10 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from .. import semconv as sc
-from ..record import CURRENT, CallRecord, use_span
+from ..record import CURRENT, CallRecord
 from ..streams import AsyncStreamProxy, SyncStreamProxy, _gc_end
 from ..throttle import header_int, stainless_sleep_async, stainless_sleep_sync
-from ._base import LLMInstrumentor, log
+from ._base import LLMInstrumentor, log, run_async, run_sync
 
 RAW_HEADER = "X-Stainless-Raw-Response"
 Observer = Callable[[CallRecord, Any], bool]
@@ -134,15 +134,7 @@ class StainlessInstrumentor(LLMInstrumentor):
         if started is None:
             return wrapped(*args, **kwargs)
         record, args, kwargs, raw_mode, stream = started
-        token = CURRENT.set(record)
-        try:
-            with use_span(record):
-                result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            record.finish(exc)
-            raise
-        finally:
-            CURRENT.reset(token)
+        result = run_sync(record, wrapped, args, kwargs)
         return self._handle_result(record, result, raw_mode, stream, SyncStreamProxy)
 
     async def _request_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -152,15 +144,7 @@ class StainlessInstrumentor(LLMInstrumentor):
         if started is None:
             return await wrapped(*args, **kwargs)
         record, args, kwargs, raw_mode, stream = started
-        token = CURRENT.set(record)
-        try:
-            with use_span(record):
-                result = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            record.finish(exc)
-            raise
-        finally:
-            CURRENT.reset(token)
+        result = await run_async(record, wrapped, args, kwargs)
         return self._handle_result(record, result, raw_mode, stream, AsyncStreamProxy)
 
     def _handle_result(self, record: CallRecord, result: Any, raw_mode: Any, stream: bool, proxy_type: Any) -> Any:

@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from .. import semconv as sc
-from ..record import CURRENT, CallRecord, use_span
+from ..record import CURRENT, CallRecord
 from ..streams import SyncStreamProxy
 from ..usage import Usage, from_bedrock
-from ._base import LLMInstrumentor
+from ._base import LLMInstrumentor, run_sync
 
 _perf = time.perf_counter
 SERVICE = "bedrock-runtime"
@@ -143,15 +143,7 @@ class BedrockInstrumentor(LLMInstrumentor):
         record = self._begin(instance, operation, params)
         if record is None:
             return wrapped(*args, **kwargs)
-        token = CURRENT.set(record)
-        try:
-            with use_span(record):
-                result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            record.finish(exc)
-            raise
-        finally:
-            CURRENT.reset(token)
+        result = run_sync(record, wrapped, args, kwargs)
         try:
             return self._handle(record, operation, result)
         except Exception:
