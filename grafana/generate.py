@@ -391,10 +391,18 @@ def cost() -> dict:
     )
 
 
+def alerts_in(counter: str, window: str) -> str:
+    """Increments of a counter of rare events in the window, first ones included. ``increase()`` needs two
+    samples, so it never counts a series' first sample: an alert counter appears at 1 (the SDK exports a
+    series once it has been added to) and ``increase()`` alone shows 0 for every threshold's first alert.
+    Series that did not exist ``window`` ago therefore count with their whole value."""
+    return f"(({counter} unless {counter} offset {window}) or increase({counter}[{window}]))"
+
+
 def budgets() -> dict:
     util = "llm_otel_budget_utilization_ratio"
-    alerts = "llm_otel_budget_alerts_total"
     svc = "{" + SERVICE + "}"
+    alerts = "llm_otel_budget_alerts_total" + svc
     budget_events = '{service_name=~"$service"} | llm_otel_budget_name != ""'
     thresholds = {"mode": "absolute", "steps": [{"color": "green", "value": None}, {"color": "orange", "value": 0.8},
                                                 {"color": "red", "value": 1}]}  # fmt: skip
@@ -407,7 +415,7 @@ def budgets() -> dict:
                     [target(f"max by (llm_otel_budget_name, llm_otel_budget_group) ({util}{svc})",
                             "{{llm_otel_budget_name}} {{llm_otel_budget_group}}")], "percentunit"), 12, 9),
         (timeseries("Budget alerts by level", "Threshold crossings (info / warning / critical) per budget, per hour.",
-                    [target(f"sum by (llm_otel_budget_name, llm_otel_budget_level) (increase({alerts}{svc}[1h]))",
+                    [target(f"sum by (llm_otel_budget_name, llm_otel_budget_level) {alerts_in(alerts, '1h')}",
                             "{{llm_otel_budget_name}} {{llm_otel_budget_level}}")], "short"), 12, 8),
         ({"type": "logs", "title": "Budget alert events", "datasource": LOKI,
           "description": "The budget processor's alert log records (OTLP logs via the collector into Loki).",
@@ -428,7 +436,7 @@ def budgets() -> dict:
          "expr": budget_events, "target": {"refId": "Anno", "expr": budget_events},
          "titleFormat": "Budget alert", "tagKeys": "llm_otel_budget_name,llm_otel_budget_level"},
         {"name": "Budget alerts (Prometheus)", "datasource": PROM, "enable": True, "iconColor": "orange",
-         "expr": f"sum by (llm_otel_budget_name, llm_otel_budget_level) (increase({alerts}{svc}[$__interval])) > 0",
+         "expr": f"sum by (llm_otel_budget_name, llm_otel_budget_level) {alerts_in(alerts, '$__interval')} > 0",
          "step": "1m", "titleFormat": "Budget {{llm_otel_budget_name}}: {{llm_otel_budget_level}}",
          "tagKeys": "llm_otel_budget_name,llm_otel_budget_level", "useValueForTime": False},
     ]  # fmt: skip

@@ -142,7 +142,8 @@ def flush(timeout: float = 10.0) -> None:
             if isinstance(proc, BudgetProcessor):
                 proc.flush(timeout)
     if _runtime is not None:
-        for provider in (_runtime.providers.tracer_provider, _runtime.providers.meter_provider):
+        providers = _runtime.providers
+        for provider in (providers.tracer_provider, providers.meter_provider, providers.logger_provider):
             try:
                 provider.force_flush(int(timeout * 1000))
             except Exception:

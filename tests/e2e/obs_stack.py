@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gzip
 import json
 import os
 import signal
@@ -434,10 +435,11 @@ class ObsStack:
         """``data`` of any Prometheus HTTP API GET, e.g. ``prom_api("/api/v1/alerts")``."""
         return self._prom_api(path, params)
 
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        """Instant query; returns the result vector (a scalar/string comes back as one
-        element with an empty ``metric``)."""
-        data = self._prom_api("/api/v1/query", {"query": promql})
+    def query(self, promql: str, at: float | None = None) -> list[dict[str, Any]]:
+        """Instant query (at ``at``, a Unix time, or now); returns the result vector (a scalar/string
+        comes back as one element with an empty ``metric``)."""
+        params = {"query": promql} if at is None else {"query": promql, "time": f"{at:.3f}"}
+        data = self._prom_api("/api/v1/query", params)
         if data["resultType"] in ("scalar", "string"):
             return [{"metric": {}, "value": data["result"]}]
         return data["result"]
@@ -497,7 +499,9 @@ class _OtlpSinkHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        self.server.count(self.path, len(body))
+        if self.headers.get("Content-Encoding", "").lower() == "gzip":
+            body = gzip.decompress(body)
+        self.server.count(self.path, len(body), body)
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
         self.send_header("Content-Length", "0")
@@ -510,9 +514,9 @@ class _OtlpSinkHandler(BaseHTTPRequestHandler):
 class OtlpSink(ThreadingHTTPServer):
     """A stand-in OTLP/HTTP receiver for the signals no backend here can take (traces, logs).
 
-    Answers every POST with 200 and an empty body (an empty Export*ServiceResponse) and counts the
-    requests and bytes per path (``/v1/traces``, ``/v1/logs``). It does not decode anything: it proves
-    that the SDK exported, not what. Use as a context manager.
+    Answers every POST with 200 and an empty body (an empty Export*ServiceResponse), counts the
+    requests and bytes per path (``/v1/traces``, ``/v1/logs``) and keeps the (protobuf) bodies of
+    ``/v1/logs``, which :meth:`log_records` decodes. Use as a context manager.
     """
 
     daemon_threads = True
@@ -521,6 +525,7 @@ class OtlpSink(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _OtlpSinkHandler)
         self.requests: dict[str, int] = {}
         self.bytes: dict[str, int] = {}
+        self._log_bodies: list[bytes] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
 
@@ -528,10 +533,49 @@ class OtlpSink(ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
 
-    def count(self, path: str, size: int) -> None:
+    def count(self, path: str, size: int, body: bytes = b"") -> None:
         with self._lock:
             self.requests[path] = self.requests.get(path, 0) + 1
             self.bytes[path] = self.bytes.get(path, 0) + size
+            if path == "/v1/logs":
+                self._log_bodies.append(body)
+
+    def log_records(self) -> list[dict[str, Any]]:
+        """Every log record received on ``/v1/logs`` so far, decoded: ``event_name``, ``severity_number``,
+        ``severity_text``, ``body`` (string), ``attributes`` and ``resource`` (dicts of plain values),
+        ``trace_id`` / ``span_id`` (hex, "" when unset)."""
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+        def plain(value: Any) -> Any:  # an AnyValue
+            kind = value.WhichOneof("value")
+            if kind == "array_value":
+                return [plain(v) for v in value.array_value.values]
+            if kind == "kvlist_value":
+                return {kv.key: plain(kv.value) for kv in value.kvlist_value.values}
+            return getattr(value, kind) if kind else None
+
+        with self._lock:
+            bodies = list(self._log_bodies)
+        out = []
+        for body in bodies:
+            request = ExportLogsServiceRequest()
+            request.ParseFromString(body)
+            for rl in request.resource_logs:
+                resource = {kv.key: plain(kv.value) for kv in rl.resource.attributes}
+                for sl in rl.scope_logs:
+                    for rec in sl.log_records:
+                        attributes = {kv.key: plain(kv.value) for kv in rec.attributes}
+                        out.append({
+                            "event_name": getattr(rec, "event_name", "") or attributes.get("event.name", ""),
+                            "severity_number": rec.severity_number,
+                            "severity_text": rec.severity_text,
+                            "body": plain(rec.body) if rec.HasField("body") else None,
+                            "attributes": attributes,
+                            "resource": resource,
+                            "trace_id": rec.trace_id.hex(),
+                            "span_id": rec.span_id.hex(),
+                        })  # fmt: skip
+        return out
 
     def __enter__(self) -> Self:
         self._thread.start()

@@ -11,7 +11,8 @@ simulated provider served and what llm-otel's session recorded.
 The plan covers every dashboard panel and every alert rule that can fire from the demo: streams
 (time to first chunk, time per output chunk, burst), 429 throttling, 5xx retries, calls that fail
 after the SDK gives up (error rate), an unpriced model, rate-limit headers (one model is nearly out of
-headroom), every token type, and the allow-listed context attribute ``tenant``.
+headroom), every token type, and the allow-listed context attribute ``tenant``. With budgets configured
+(``LLM_OTEL_CONFIG``), the result also lists every budget alert the ``on_alert`` callback received.
 """
 
 from __future__ import annotations
@@ -73,7 +74,14 @@ def run(rounds: int, pace: float) -> dict[str, Any]:
     import llm_otel
     from llm_otel.demo.simulated_provider import SimulatedProvider
 
-    llm_otel.instrument(ledger=False)
+    alerts: list[dict[str, Any]] = []
+
+    def on_alert(alert: Any) -> None:  # runs on llm-otel's budget writer thread
+        alerts.append({"budget": alert.budget, "group": alert.group, "threshold": alert.threshold,
+                       "level": alert.level, "passed": list(alert.passed), "used": alert.used,
+                       "trace_id": alert.trace_id, "span_id": alert.span_id})  # fmt: skip
+
+    llm_otel.instrument(ledger=False, on_alert=on_alert)
     errors = 0
     calls = 0
     with SimulatedProvider(latency=0.005) as sim:
@@ -89,6 +97,10 @@ def run(rounds: int, pace: float) -> dict[str, Any]:
                 calls += 1
             time.sleep(max(0.0, pace - (time.monotonic() - started)))
         served = sim.served_usage()
+    llm_otel.flush()  # ledger, budget usage (alerts, utilization gauges), then telemetry
+    # One more export, collected after every value is final: data points stamped >= final_at are complete
+    # (a periodic export may have caught the last calls' counters before the budget writer committed them).
+    final_at = time.time()
     llm_otel.flush()
     session = llm_otel.session_usage()
     served_tokens: dict[str, int] = {}
@@ -103,6 +115,8 @@ def run(rounds: int, pace: float) -> dict[str, Any]:
         "session_tokens": _session_tokens(session),
         "session_cost_usd": sum(t.cost_usd or 0.0 for t in session.values()),
         "priced_models": sorted(m for (_, m), t in session.items() if t.cost_usd),
+        "budget_alerts": alerts,
+        "final_at": final_at,
     }
     llm_otel.uninstrument()
     return result

@@ -108,7 +108,10 @@ def _group_text(budget: Budget, groups: dict[str, str] | None) -> str:
 
 
 def _amount(budget: Budget) -> str:
-    return f"{budget.limit:g} {budget.unit}"
+    """``2000000 tokens`` or ``12.5 USD``: plain digits, never scientific notation."""
+    limit = budget.limit
+    text = str(int(limit)) if float(limit).is_integer() else f"{limit:.10f}".rstrip("0").rstrip(".")
+    return f"{text} {budget.unit}"
 
 
 def _annotations(budget: Budget, label: str, value: float | None = None,
