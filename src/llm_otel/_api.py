@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ _runtime: Runtime | None = None
 _ledger: Ledger | None = None
 _budgets: Any = None  # the BudgetProcessor built from settings.budgets
 _instrumentors: list[Any] = []
+_active: list[bool] = []  # non-empty while instrumented
+_generation = 0  # bumped by every instrument(): import hooks from an earlier one do nothing
 
 
 def _build_runtime(
@@ -76,9 +80,8 @@ def instrument(
     ``BudgetAlert``) and ``budget_state`` (the shared state file; False keeps budgets in memory): see
     docs/budgets.md.
     """
-    global _runtime
-    from .instrumentors import ALL
-    from .instrumentors._base import installed
+    global _runtime, _generation
+    from .instrumentors import SPECS, installed
 
     overrides = {
         "endpoint": endpoint,
@@ -92,20 +95,44 @@ def instrument(
         "budget_state": budget_state,
     }
     with _lock:
-        if _runtime is not None and _instrumentors:
+        if _runtime is not None and _active:
             log.debug("llm-otel: instrument() called again; keeping the existing instrumentation")
             return _runtime
         settings = load_settings(overrides, config_file=config_file)
         _runtime = _build_runtime(
             settings, list(processors or []), on_alert=on_alert, tracer_provider=tracer_provider,
             meter_provider=meter_provider, logger_provider=logger_provider)  # fmt: skip
-        for cls in ALL:
-            if not installed(cls.module):
+        _generation += 1
+        for sdk, module, name in SPECS:
+            if not installed(sdk):
                 continue  # SDK not installed: nothing to patch, nothing to log
-            inst = cls()
-            inst.instrument(runtime=_runtime)
-            _instrumentors.append(inst)
+            if sdk in sys.modules:
+                _activate(module, name)
+            else:  # patched when (if ever) the app imports it
+                import wrapt
+
+                wrapt.register_post_import_hook(functools.partial(_on_sdk_import, module, name, _generation), sdk)
+        _active.append(True)
         return _runtime
+
+
+def _activate(module: str, name: str) -> None:
+    from .instrumentors import load
+
+    inst = load(module, name)()
+    inst.instrument(runtime=_runtime)
+    _instrumentors.append(inst)
+
+
+def _on_sdk_import(module: str, name: str, generation: int, _sdk: Any) -> None:
+    """Post-import hook: instrument an SDK imported after ``instrument()`` (unless uninstrumented since)."""
+    with _lock:
+        if generation != _generation or not _active:
+            return
+        try:
+            _activate(module, name)
+        except Exception:  # an instrumentor that cannot load must not break the app's import
+            log.warning("llm-otel: could not instrument %s", name, exc_info=True)
 
 
 def uninstrument() -> None:
@@ -115,6 +142,7 @@ def uninstrument() -> None:
         for inst in _instrumentors:
             inst.uninstrument()
         _instrumentors.clear()
+        _active.clear()
         if _budgets is not None:
             _budgets.close()
             _budgets = None

@@ -109,12 +109,7 @@ class LLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         raise NotImplementedError
 
 
-def installed(module: str) -> bool:
-    """True when ``module`` can be imported (checked without importing it; a missing parent is False)."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
+from . import installed  # noqa: E402,F401 - re-exported for older imports
 
 
 # --- helpers for SDKs patched at their public methods (mistral, cohere, ollama, litellm) ----------------------
