@@ -88,6 +88,20 @@ COLUMNS = [
     "trace_id",
 ]
 _ADDED_COLUMNS = {"tokens_per_second": "REAL", "burst_tokens_per_second": "REAL"}
+ROWS_PER_STATEMENT = 250  # x 29 columns stays far below SQLite's limit of bound variables
+
+
+def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Multi-row INSERTs: ``executemany`` re-takes the GIL for every row, and a writer thread competing with a
+    busy caller waits up to a switch interval (5 ms) each time, so it fell behind; one statement per 250 rows
+    takes the GIL a handful of times per batch."""
+    one = f"({', '.join('?' * len(COLUMNS))})"
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start : start + ROWS_PER_STATEMENT]
+        sql = f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES {', '.join([one] * len(chunk))}"
+        conn.execute(sql, [value for row in chunk for value in row])
+
+
 _INSERT = f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
@@ -198,7 +212,7 @@ class Ledger:
                     if conn is None:
                         conn = connect(self.path)
                     with conn:
-                        conn.executemany(_INSERT, rows)
+                        _insert(conn, rows)
                     rows.clear()
                 except (sqlite3.Error, OSError) as exc:
                     # Keep the rows in memory and say so once; telemetry and the app carry on.
