@@ -102,9 +102,6 @@ def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
         conn.execute(sql, [value for row in chunk for value in row])
 
 
-_INSERT = f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-
-
 def default_path() -> Path:
     """``<user data dir>/llm-otel/ledger.sqlite3`` (XDG on Linux, the platform's equivalent elsewhere)."""
     from platformdirs import user_data_path
