@@ -10,6 +10,8 @@ from telemetry_capture import Capture
 
 from llm_otel.demo.simulated_provider import SimulatedProvider
 
+pytest_plugins = ["test_budget_support"]  # the budget tests' fixtures: clock, state, make_proc
+
 
 @pytest.fixture(scope="session")
 def sim_server() -> Iterator[SimulatedProvider]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,32 +21,6 @@ from llm_otel.budget.processor import BudgetProcessor
 
 MSG = [{"role": "user", "content": "hi"}]
 T0 = datetime(2025, 6, 2, 10, 0, tzinfo=UTC)  # a Monday
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0)
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> Path:
-    return tmp_path / "budgets.sqlite3"
-
-
-@pytest.fixture
-def make_proc(state: Path, clock: FakeClock) -> Iterator[Any]:
-    made: list[BudgetProcessor] = []
-
-    def make(budgets: list[dict[str, Any]], **kw: Any) -> BudgetProcessor:
-        kw.setdefault("state", state)
-        kw.setdefault("clock", clock)
-        proc = BudgetProcessor(budgets, **kw)
-        made.append(proc)
-        return proc
-
-    yield make
-    for proc in made:
-        proc.close()
 
 
 def _client(sim: Any) -> openai.OpenAI:

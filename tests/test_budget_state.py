@@ -12,7 +12,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,32 +27,6 @@ from llm_otel.records import CallInfo
 T0 = datetime(2025, 6, 2, 10, 0, tzinfo=UTC)
 TOKENS_100 = {"name": "daily-tokens", "limit": 100, "unit": "tokens", "period": "daily", "forecast": False}
 CALL = CallInfo("openai", "chat", "gpt-4o-mini", {})
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0)
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> Path:
-    return tmp_path / "budgets.sqlite3"
-
-
-@pytest.fixture
-def make_proc(state: Path, clock: FakeClock) -> Iterator[Any]:
-    made: list[BudgetProcessor] = []
-
-    def make(budgets: list[dict[str, Any]], **kw: Any) -> BudgetProcessor:
-        kw.setdefault("state", state)
-        kw.setdefault("clock", clock)
-        proc = BudgetProcessor(budgets, **kw)
-        made.append(proc)
-        return proc
-
-    yield make
-    for proc in made:
-        proc.close()
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

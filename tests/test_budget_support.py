@@ -1,14 +1,21 @@
-"""Helpers shared by the budget tests (no tests here): an injectable clock, synthetic usage records, DB reads."""
+"""Helpers shared by the budget tests (no tests here): an injectable clock, synthetic usage records, DB reads,
+and the fixtures ``clock``, ``state`` and ``make_proc`` (loaded for every test through conftest's pytest_plugins)."""
 
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from llm_otel.budget.processor import BudgetProcessor
 from llm_otel.records import UsageRecord
 from llm_otel.usage import Usage
+
+T0 = datetime(2025, 6, 2, 10, 0, tzinfo=UTC)  # a Monday
 
 
 class FakeClock:
@@ -79,3 +86,30 @@ def used_total(path: Path, budget: str, group: str | None = None) -> float:
         sql += " AND grp = ?"
         args += (group,)
     return db_rows(path, sql, *args)[0][0]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    return tmp_path / "budgets.sqlite3"
+
+
+@pytest.fixture
+def make_proc(state: Path, clock: FakeClock) -> Iterator[Any]:
+    """Build BudgetProcessors on the test's state file and clock; closes them afterwards."""
+    made: list[BudgetProcessor] = []
+
+    def make(budgets: list[dict[str, Any]], **kw: Any) -> BudgetProcessor:
+        kw.setdefault("state", state)
+        kw.setdefault("clock", clock)
+        proc = BudgetProcessor(budgets, **kw)
+        made.append(proc)
+        return proc
+
+    yield make
+    for proc in made:
+        proc.close()
