@@ -244,8 +244,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     import os
 
     from .config import ConfigError, load_settings
-    from .instrumentors import ALL
-    from .instrumentors._base import installed
+    from .instrumentors import ALL, installed
     from .ledger import default_path
     from .pricing import pricing_data_version
 

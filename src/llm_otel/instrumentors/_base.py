@@ -109,9 +109,6 @@ class LLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         raise NotImplementedError
 
 
-from . import installed  # noqa: E402,F401 - re-exported for older imports
-
-
 # --- helpers for SDKs patched at their public methods (mistral, cohere, ollama, litellm) ----------------------
 def server_of(url: Any) -> tuple[str | None, int | None]:
     """(host, port) of a base URL given as a string or an httpx URL; user-info never included."""
