@@ -21,6 +21,7 @@ import argparse
 import json
 import sys
 import time
+from types import SimpleNamespace
 from typing import Any
 
 # (kind, model, scenario). Scenario tokens: see llm_otel.demo.simulated_provider.SCENARIO_HELP.
@@ -45,27 +46,6 @@ PLAN: list[tuple[str, str, str]] = [
 ]
 TENANTS = ("acme", "globex", "initech")
 MAX_RETRIES = 1
-PROMPT = "Summarize the state of observability in one paragraph."
-
-
-def call(client: Any, kind: str, model: str, scenario: str) -> None:
-    """One real OpenAI SDK call of the given kind; streams are consumed to the end."""
-    headers = {"x-sim-scenario": scenario}
-    messages = [{"role": "user", "content": PROMPT}]
-    if kind == "chat":
-        client.chat.completions.create(model=model, messages=messages, extra_headers=headers)
-    elif kind == "chat_stream":
-        for _ in client.chat.completions.create(model=model, messages=messages, stream=True, extra_headers=headers):
-            pass
-    elif kind == "responses":
-        client.responses.create(model=model, input=PROMPT, extra_headers=headers)
-    elif kind == "responses_stream":
-        for _ in client.responses.create(model=model, input=PROMPT, stream=True, extra_headers=headers):
-            pass
-    elif kind == "embeddings":
-        client.embeddings.create(model=model, input=PROMPT, extra_headers=headers)
-    else:
-        raise ValueError(f"unknown call kind {kind!r}")
 
 
 def run(rounds: int, pace: float) -> dict[str, Any]:
@@ -73,6 +53,7 @@ def run(rounds: int, pace: float) -> dict[str, Any]:
 
     import llm_otel
     from llm_otel.demo.simulated_provider import SimulatedProvider
+    from llm_otel.demo.workload import one_call
 
     alerts: list[dict[str, Any]] = []
 
@@ -86,12 +67,13 @@ def run(rounds: int, pace: float) -> dict[str, Any]:
     calls = 0
     with SimulatedProvider(latency=0.005) as sim:
         client = openai.OpenAI(base_url=sim.openai_base_url, api_key="sk-e2e", max_retries=MAX_RETRIES)
+        clients = SimpleNamespace(openai=client, anthropic=None)  # the plan makes OpenAI calls only
         for r in range(rounds):
             started = time.monotonic()
             for i, (kind, model, scenario) in enumerate(PLAN):
                 with llm_otel.context(tenant=TENANTS[(r + i) % len(TENANTS)], job="stack-e2e"):
                     try:
-                        call(client, kind, model, scenario)
+                        one_call(clients, kind, model, scenario)
                     except openai.APIError:
                         errors += 1
                 calls += 1

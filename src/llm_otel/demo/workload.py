@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 PROMPT = "Summarize the state of observability in one paragraph."
 MSG = [{"role": "user", "content": PROMPT}]
@@ -58,8 +59,9 @@ class Clients:
         self.anthropic = anthropic.Anthropic(base_url=base_url, api_key="sk-ant-demo", max_retries=2)
 
 
-def one_call(clients: Clients, kind: str, model: str, scenario: str) -> None:
-    """Make one call of the given kind, consuming streams fully."""
+def one_call(clients: Clients | Any, kind: str, model: str, scenario: str) -> None:
+    """Make one call of the given kind through ``clients.openai`` / ``clients.anthropic``, consuming streams
+    fully (also the stack end-to-end test's workload)."""
     headers = {"x-sim-scenario": scenario}
     oai, ant = clients.openai, clients.anthropic
     if kind == "chat":
