@@ -154,10 +154,6 @@ class PriceBook:
             return None
         return _GenaiPricesModel(gp_model, gp_provider, when)
 
-    def warm(self, provider: str, model: str) -> None:
-        """Load pricing data for a model ahead of the first call (optional)."""
-        self.cost(provider, model, Usage(input_tokens=0, output_tokens=0))
-
 
 _MISSING: Any = object()
 

@@ -20,9 +20,8 @@ from .ledger import COLUMNS, KNOWN_CONTEXT_COLUMNS
 from .tables import count, money, table
 
 TOKEN_KINDS = ("input", "output", "cache_read", "cache_write", "reasoning")
-GROUP_COLUMNS = {"provider": "provider", "model": "COALESCE(response_model, request_model)",
-                 "operation": "operation", "service": "service",
-                 **{k: k for k in KNOWN_CONTEXT_COLUMNS}}  # fmt: skip
+# Grouping keys that are ledger columns; any other key is read from the row's JSON attributes.
+GROUP_COLUMNS = frozenset({"provider", "operation", "service", *KNOWN_CONTEXT_COLUMNS})
 _DURATION = re.compile(r"^(\d+)([hdwm])$")
 SCHEMA_VERSION = 1
 
