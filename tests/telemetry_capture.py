@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import llm_otel
-from llm_otel import ledger
+from llm_otel.sinks import ledger
 
 
 @dataclass

@@ -329,8 +329,8 @@ def test_unpriced_calls_add_nothing_to_usd_budgets_and_token_types_choose_what_c
     proc.flush()
     used = {e["budget"]: e["used"] for e in proc.snapshot()}
     assert used == {"usd": 0.25, "out": 12, "cache": 43}
-    from llm_otel.budget.cli import status
     from llm_otel.budget.store import SqliteStore
+    from llm_otel.cli.budget import status
 
     store = SqliteStore(proc.state_path)
     [usd] = [e for e in status(store, {b.name: b for b in proc.budgets}, T0.timestamp()) if e["budget"] == "usd"]

@@ -22,7 +22,7 @@ from test_budget_support import FakeClock, fired_rows, record, scenario, used_to
 
 import llm_otel
 from llm_otel.budget.processor import BudgetProcessor
-from llm_otel.records import CallInfo
+from llm_otel.core.result import CallInfo
 
 T0 = datetime(2025, 6, 2, 10, 0, tzinfo=UTC)
 TOKENS_100 = {"name": "daily-tokens", "limit": 100, "unit": "tokens", "period": "daily", "forecast": False}

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from llm_otel.budget.processor import BudgetProcessor
-from llm_otel.records import UsageRecord
-from llm_otel.usage import Usage
+from llm_otel.core.result import UsageRecord
+from llm_otel.core.usage import Usage
 
 T0 = datetime(2025, 6, 2, 10, 0, tzinfo=UTC)  # a Monday
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from llm_otel import ledger
-from llm_otel.records import UsageRecord
-from llm_otel.usage import Usage
+from llm_otel.core.result import UsageRecord
+from llm_otel.core.usage import Usage
+from llm_otel.sinks import ledger
 
 
 def _cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:

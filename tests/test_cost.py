@@ -11,8 +11,8 @@ from genai_prices import Usage as GPUsage
 from genai_prices import calc_price
 
 from llm_otel import semconv as sc
-from llm_otel.pricing import PriceBook
-from llm_otel.usage import Usage
+from llm_otel.core.pricing import PriceBook
+from llm_otel.core.usage import Usage
 
 MSG = [{"role": "user", "content": "hello"}]
 

@@ -61,7 +61,7 @@ def test_processor_exceptions_never_reach_the_app(sim: Any, make_capture: Any) -
 def test_internal_exception_in_stream_observer_keeps_stream_working(
     sim: Any, capture: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from llm_otel import record
+    from llm_otel.core import call as record
 
     def broken_finish(self: Any, *args: Any, **kwargs: Any) -> None:
         raise RuntimeError("bug while finishing")

@@ -14,7 +14,7 @@ import openai
 import openai._base_client as base
 
 import llm_otel
-from llm_otel import ledger
+from llm_otel.sinks import ledger
 
 MSG = [{"role": "user", "content": "hello"}]
 

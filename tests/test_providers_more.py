@@ -26,7 +26,7 @@ from mistralai.client import Mistral
 from mistralai.client.utils import BackoffStrategy, RetryConfig
 
 from llm_otel import semconv as sc
-from llm_otel.record import CURRENT
+from llm_otel.core.call import CURRENT
 
 MSG = [{"role": "user", "content": "hello"}]
 NAMES = {
@@ -387,7 +387,7 @@ def test_litellm_one_call_one_record(sim: Any, capture: Any, route: str, stream:
 
 
 def _usage() -> Any:
-    from llm_otel.usage import Usage
+    from llm_otel.core.usage import Usage
 
     return Usage(input_tokens=12, output_tokens=8, cache_read_tokens=4, cache_write_tokens=3, reasoning_tokens=2)
 

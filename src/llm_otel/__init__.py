@@ -13,9 +13,9 @@ from .budget.alerts import BudgetAlert
 from .budget.rules import Budget
 from .config import ConfigError, ModelPrice, Settings
 from .context import context
+from .core.result import CallInfo, UsageProcessor, UsageRecord
+from .core.usage import Usage
 from .errors import BudgetExceeded, CallBlocked
-from .records import CallInfo, UsageProcessor, UsageRecord
-from .usage import Usage
 
 __all__ = [
     "Budget",

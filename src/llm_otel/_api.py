@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings, load_settings
-from .ledger import Ledger, default_path
-from .records import UsageProcessor
+from .core.result import UsageProcessor
+from .providers import setup_providers
 from .runtime import Runtime
-from .session import ModelTotals
-from .telemetry import setup_providers
+from .sinks.ledger import Ledger, default_path
+from .sinks.session import ModelTotals
 
 log = logging.getLogger("llm_otel")
 _lock = threading.RLock()

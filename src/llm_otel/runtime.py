@@ -9,12 +9,12 @@ from typing import Any
 from . import context as _context
 from . import semconv as sc
 from .config import Settings
+from .core.pricing import PriceBook
+from .core.result import CallInfo, UsageProcessor, UsageRecord
+from .core.usage import Usage
 from .errors import CallBlocked
-from .pricing import PriceBook
-from .records import CallInfo, UsageProcessor, UsageRecord
-from .session import SessionTotals
-from .telemetry import SCOPE, Instruments, Providers, _version
-from .usage import Usage
+from .providers import SCOPE, Instruments, Providers, _version
+from .sinks.session import SessionTotals
 
 log = logging.getLogger("llm_otel")
 

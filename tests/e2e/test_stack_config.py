@@ -79,7 +79,7 @@ def instruments() -> tuple[Instrument, ...]:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import Gauge, Histogram, InMemoryMetricReader, Sum
 
-    from llm_otel.telemetry import Instruments
+    from llm_otel.providers import Instruments
 
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])

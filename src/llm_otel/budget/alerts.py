@@ -109,7 +109,7 @@ class Emitter:
         self._complained: set[int] = set()
 
     def bind(self, runtime: Any) -> None:
-        from ..telemetry import SCOPE, _version
+        from ..providers import SCOPE, _version
 
         self._logger = runtime.providers.logger_provider.get_logger(SCOPE, _version())
         self._alerts = runtime.instruments.budget_alerts

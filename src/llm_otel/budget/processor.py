@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import semconv as sc
+from ..core.result import CallInfo, UsageRecord
 from ..errors import BudgetExceeded
-from ..records import CallInfo, UsageRecord
 from .alerts import BudgetAlert, Callback, Emitter
 from .rules import (
     PROJECTED,

@@ -17,8 +17,8 @@ import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from .. import semconv as sc
-from ..record import CURRENT, CallRecord, use_span
-from ..streams import AsyncStreamProxy, SyncStreamProxy, _gc_end
+from ..core.call import CURRENT, CallRecord, use_span
+from ..core.streams import AsyncStreamProxy, SyncStreamProxy, _gc_end
 
 log = logging.getLogger("llm_otel")
 

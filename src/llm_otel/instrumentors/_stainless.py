@@ -21,9 +21,9 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from .. import semconv as sc
-from ..record import CURRENT, CallRecord
-from ..streams import AsyncStreamProxy, SyncStreamProxy, _gc_end
-from ..throttle import header_int, stainless_sleep_async, stainless_sleep_sync
+from ..core.call import CURRENT, CallRecord
+from ..core.streams import AsyncStreamProxy, SyncStreamProxy, _gc_end
+from ..core.throttle import header_int, stainless_sleep_async, stainless_sleep_sync
 from ._base import LLMInstrumentor, log, run_async, run_sync
 
 RAW_HEADER = "X-Stainless-Raw-Response"

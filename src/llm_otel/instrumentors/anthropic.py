@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .. import semconv as sc
-from ..record import CallRecord
-from ..usage import Usage, field, from_anthropic
+from ..core.call import CallRecord
+from ..core.usage import Usage, field, from_anthropic
 from ._stainless import Observer, StainlessInstrumentor
 
 

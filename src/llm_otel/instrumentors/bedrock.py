@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from .. import semconv as sc
-from ..record import CURRENT, CallRecord
-from ..streams import SyncStreamProxy
-from ..usage import Usage, from_bedrock
+from ..core.call import CURRENT, CallRecord
+from ..core.streams import SyncStreamProxy
+from ..core.usage import Usage, from_bedrock
 from ._base import LLMInstrumentor, run_sync
 
 _perf = time.perf_counter

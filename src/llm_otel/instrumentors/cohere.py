@@ -15,9 +15,9 @@ import numbers
 from typing import Any, ClassVar
 
 from .. import semconv as sc
-from ..record import CURRENT, CallRecord
-from ..throttle import retry_reason
-from ..usage import field, from_cohere
+from ..core.call import CURRENT, CallRecord
+from ..core.throttle import retry_reason
+from ..core.usage import field, from_cohere
 from ._base import LLMInstrumentor, new_record, observed_aiter, observed_iter, run_async, run_sync
 
 _REQUEST_PARAMS = (

@@ -20,10 +20,10 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from .. import semconv as sc
+from ..core.call import CURRENT, CallRecord, detached
+from ..core.throttle import retry_reason
+from ..core.usage import add, field, from_gemini
 from ..errors import CallBlocked
-from ..record import CURRENT, CallRecord, detached
-from ..throttle import retry_reason
-from ..usage import add, field, from_gemini
 from ._base import LLMInstrumentor, observed_aiter, observed_iter, run_async, run_sync
 
 _perf = time.perf_counter

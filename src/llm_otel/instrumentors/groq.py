@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .. import semconv as sc
-from ..record import CallRecord
-from ..usage import from_openai
+from ..core.call import CallRecord
+from ..core.usage import from_openai
 from ._stainless import Observer, StainlessInstrumentor
 from .openai import apply_openai_response, observe_chat_chunk
 

@@ -25,9 +25,9 @@ import numbers
 from typing import Any, ClassVar
 
 from .. import semconv as sc
-from ..record import CURRENT, CallRecord
-from ..throttle import header_int
-from ..usage import field
+from ..core.call import CURRENT, CallRecord
+from ..core.throttle import header_int
+from ..core.usage import field
 from ._base import LLMInstrumentor, SelfClosingAsyncStream, SelfClosingStream, new_record, run_async, run_sync
 from .openai import apply_openai_response, observe_chat_chunk, observe_responses_event
 

@@ -15,9 +15,9 @@ import numbers
 from typing import Any, ClassVar
 
 from .. import semconv as sc
-from ..record import CURRENT, CallRecord
-from ..throttle import retry_reason
-from ..usage import field, from_openai
+from ..core.call import CURRENT, CallRecord
+from ..core.throttle import retry_reason
+from ..core.usage import field, from_openai
 from ._base import LLMInstrumentor, SelfClosingAsyncStream, SelfClosingStream, new_record, run_async, run_sync
 
 _PKG = "mistralai.client"

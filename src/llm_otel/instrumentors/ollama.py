@@ -13,8 +13,8 @@ import numbers
 from typing import Any, ClassVar
 
 from .. import semconv as sc
-from ..record import CallRecord
-from ..usage import field, from_ollama
+from ..core.call import CallRecord
+from ..core.usage import field, from_ollama
 from ._base import LLMInstrumentor, new_record, observed_aiter, observed_iter, run_async, run_sync
 
 OPERATIONS = {

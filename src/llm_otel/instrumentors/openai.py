@@ -10,8 +10,8 @@ import copy
 from typing import Any, ClassVar
 
 from .. import semconv as sc
-from ..record import CallRecord
-from ..usage import field, from_openai
+from ..core.call import CallRecord
+from ..core.usage import field, from_openai
 from ._stainless import Observer, StainlessInstrumentor
 
 

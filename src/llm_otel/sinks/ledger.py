@@ -17,7 +17,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from .records import UsageRecord
+from ..core.result import UsageRecord
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .rules import CALENDAR_PERIODS, PROJECTED, Budget, calendar_window, forecast
+from ..budget.rules import CALENDAR_PERIODS, PROJECTED, Budget, calendar_window, forecast
 
 
 class BudgetCliError(Exception):
@@ -48,7 +48,7 @@ def _settings(config: str | None) -> Any:
 
 
 def _state_path(args: argparse.Namespace, settings: Any) -> Path:
-    from .store import default_path
+    from ..budget.store import default_path
 
     if args.state:
         return Path(args.state).expanduser()
@@ -59,7 +59,7 @@ def _state_path(args: argparse.Namespace, settings: Any) -> Path:
 
 
 def _open(path: Path, readonly: bool) -> Any:
-    from .store import SqliteStore, classify
+    from ..budget.store import SqliteStore, classify
 
     if not path.exists():
         raise BudgetCliError(f"no budget state file at {path}: no process with budgets has run with it yet "
@@ -151,7 +151,7 @@ def _amount(value: float | None, unit: str) -> str:
 
 
 def render_status(entries: list[dict[str, Any]]) -> str:
-    from ..tables import table as _table
+    from .tables import table as _table
 
     rows = []
     for e in entries:
@@ -205,7 +205,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
 # --- Prometheus rules ----------------------------------------------------------------------------------------
 def cmd_rules(args: argparse.Namespace) -> int:
-    from . import prometheus
+    from ..budget import prometheus
 
     settings = _settings(args.config)
     if not settings.budgets:

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .ledger import COLUMNS, KNOWN_CONTEXT_COLUMNS
+from ..sinks.ledger import COLUMNS, KNOWN_CONTEXT_COLUMNS
 from .tables import count, money, table
 
 TOKEN_KINDS = ("input", "output", "cache_read", "cache_write", "reasoning")

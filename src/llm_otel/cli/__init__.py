@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from .. import __version__
 from .tables import count, fmt, money, percentile, table
 
 NAME_WIDTH = 26  # model names are cut to this so tables fit 80 columns
@@ -29,7 +29,7 @@ class CliError(Exception):
 
 # --- demo ----------------------------------------------------------------------------------------------------
 def _rows_by_model(ledger_file: Path) -> dict[str, list[dict[str, Any]]]:
-    from .ledger import read_rows
+    from ..sinks.ledger import read_rows
 
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in read_rows(ledger_file):
@@ -106,8 +106,8 @@ def _check_reachable(url: str) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     import llm_otel
 
-    from .demo.simulated_provider import SimulatedProvider
-    from .demo.workload import run, run_async_sample
+    from ..demo.simulated_provider import SimulatedProvider
+    from ..demo.workload import run, run_async_sample
 
     if args.forever and not args.rate:
         raise CliError("--forever needs --rate R (calls per second)")
@@ -195,9 +195,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # --- report --------------------------------------------------------------------------------------------------
 def cmd_report(args: argparse.Namespace) -> int:
+    from ..config import load_settings
+    from ..sinks.ledger import default_path
     from . import report
-    from .config import load_settings
-    from .ledger import default_path
 
     try:
         until = report.parse_when(args.until, end=True) if args.until else None
@@ -229,7 +229,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 # --- run -----------------------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import RunError, run
+    from .run import RunError, run
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     try:
@@ -243,10 +243,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     import importlib.metadata as md
     import os
 
-    from .config import ConfigError, load_settings
-    from .instrumentors import ALL, installed
-    from .ledger import default_path
-    from .pricing import pricing_data_version
+    from ..config import ConfigError, load_settings
+    from ..core.pricing import pricing_data_version
+    from ..instrumentors import ALL, installed
+    from ..sinks.ledger import default_path
 
     ok = True
     print(f"llm-otel {__version__}")
@@ -274,7 +274,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     ledger = settings.ledger
     print(f"ledger: {'off' if ledger is False else (default_path() if ledger is True else ledger)}")
     if settings.budgets:
-        from .budget.store import default_path as state_default
+        from ..budget.store import default_path as state_default
 
         state = settings.budget_state
         print(f"budget state: {'memory only' if state is False else (state_default() if state is True else state)}")
@@ -344,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="installed SDKs, where telemetry goes, ledger, pricing, configuration")
     doctor.set_defaults(func=cmd_doctor)
 
-    from .budget.cli import add_parsers as add_budget_parsers
+    from .budget import add_parsers as add_budget_parsers
 
     add_budget_parsers(sub)  # budget status | budget reset | rules
     return parser
@@ -359,12 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:  # one line, never a traceback
-        from .config import ConfigError
+        from ..config import ConfigError
 
         kind = "configuration error" if isinstance(exc, ConfigError) else "error"
         print(f"llm-otel: {kind}: {exc}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

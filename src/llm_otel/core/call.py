@@ -19,12 +19,12 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import semconv as sc
-from .records import UsageRecord
+from .. import semconv as sc
+from .result import UsageRecord
 from .usage import Usage
 
 if TYPE_CHECKING:
-    from .runtime import Runtime
+    from ..runtime import Runtime
 
 log = logging.getLogger(__name__)
 

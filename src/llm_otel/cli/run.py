@@ -8,9 +8,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .config import load_settings
+from ..config import load_settings
 
-BOOTSTRAP = Path(__file__).resolve().parent / "_bootstrap"
+BOOTSTRAP = Path(__file__).resolve().parent.parent / "_bootstrap"
 
 
 class RunError(ValueError):

@@ -17,8 +17,8 @@ from typing import Any
 
 import wrapt
 
-from . import semconv as sc
-from .record import CallRecord
+from .. import semconv as sc
+from .call import CallRecord
 
 #: observe(record, chunk) -> True to pass the chunk on, False to swallow it (a chunk we caused).
 Observer = Callable[[CallRecord, Any], bool]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from .records import UsageRecord
+from ..core.result import UsageRecord
 
 
 @dataclass

@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import semconv as sc
-from .record import CURRENT
+from .. import semconv as sc
+from .call import CURRENT
 
 _perf = time.perf_counter
 

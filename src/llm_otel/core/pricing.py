@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .config import ModelPrice
+from ..config import ModelPrice
 from .usage import Usage
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,5 @@
+"""``python -m llm_otel.cli``."""
+
+from . import main
+
+raise SystemExit(main())
