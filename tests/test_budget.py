@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import openai
 import pytest
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanContext, StatusCode
 from test_budget_support import FakeClock, fired_rows, record, scenario, used_total
 
 import llm_otel
@@ -140,8 +140,12 @@ def test_jump_past_several_thresholds_alerts_once_for_the_highest(
 
 
 class _Span:
-    def __init__(self) -> None:
+    def __init__(self, trace_id: int = 1, span_id: int = 1) -> None:
         self.events: list[tuple[str, dict[str, Any]]] = []
+        self._context = SpanContext(trace_id, span_id, is_remote=False)
+
+    def get_span_context(self) -> SpanContext:
+        return self._context
 
     def add_event(self, name: str, attributes: dict[str, Any]) -> None:
         self.events.append((name, dict(attributes)))
@@ -154,10 +158,9 @@ def test_span_event_and_alert_name_the_same_call_with_many_threads(make_proc: An
 
     def worker(w: int) -> None:
         for i in range(100):
-            rec = record(3)
-            rec.trace_id, rec.span_id = f"{w:016x}{i:016x}", f"{w:08x}{i:08x}"
-            rec.span = spans.setdefault(rec.span_id, _Span())
-            proc.on_usage(rec)
+            span = _Span(trace_id=(w << 64) | i, span_id=(w << 32) | i)
+            spans[f"{w:08x}{i:08x}"] = span
+            proc.on_usage(record(3, span=span))
 
     threads = [threading.Thread(target=worker, args=(w,)) for w in range(8)]
     for t in threads:

@@ -48,11 +48,11 @@ def record(
     reasoning: int | None = None,
     span: Any = None,
 ) -> UsageRecord:
-    """A finished call's usage record, as CallRecord would dispatch it."""
+    """A finished call's usage record, as Call would dispatch it."""
     usage: Usage | None = Usage(input_tokens=tokens_in, output_tokens=tokens_out, cache_read_tokens=cache_read,
                   reasoning_tokens=reasoning)  # fmt: skip
     if not usage.known:
-        usage = None  # as CallRecord dispatches a call whose usage never arrived
+        usage = None  # as Call dispatches a call whose usage never arrived
     return UsageRecord(
         timestamp=0.0, provider=provider, operation=operation, request_model=model, response_model=model,
         usage=usage, usage_complete=True, cost_usd=cost, duration_s=0.01, attributes=attrs or {}, span=span,

@@ -66,7 +66,7 @@ def test_internal_exception_in_stream_observer_keeps_stream_working(
     def broken_finish(self: Any, *args: Any, **kwargs: Any) -> None:
         raise RuntimeError("bug while finishing")
 
-    monkeypatch.setattr(record.CallRecord, "_finish", broken_finish)
+    monkeypatch.setattr(record.Call, "_finish", broken_finish)
     chunks = list(_client(sim).chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True))
     assert len(chunks) >= 2
     response = _client(sim).chat.completions.create(model="gpt-4o-mini", messages=MSG)

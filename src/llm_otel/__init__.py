@@ -13,9 +13,10 @@ from .budget.alerts import BudgetAlert
 from .budget.rules import Budget
 from .config import ConfigError, ModelPrice, Settings
 from .context import context
-from .core.result import CallInfo, UsageProcessor, UsageRecord
+from .core.result import CallInfo, CallResult, UsageRecord
 from .core.usage import Usage
 from .errors import BudgetExceeded, CallBlocked
+from .sinks import UsageProcessor
 
 __all__ = [
     "Budget",
@@ -23,6 +24,7 @@ __all__ = [
     "BudgetExceeded",
     "CallBlocked",
     "CallInfo",
+    "CallResult",
     "ConfigError",
     "ModelPrice",
     "Settings",

@@ -10,17 +10,19 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings, load_settings
-from .core.result import UsageProcessor
 from .providers import setup_providers
 from .runtime import Runtime
+from .sinks import UsageProcessor
 from .sinks.ledger import Ledger, default_path
 from .sinks.session import ModelTotals
+from .sinks.writer import Writer
 
 log = logging.getLogger("llm_otel")
 _lock = threading.RLock()
 _runtime: Runtime | None = None
 _ledger: Ledger | None = None
 _budgets: Any = None  # the BudgetProcessor built from settings.budgets
+_writer: Writer | None = None  # the one background thread behind the ledger and the budget state
 _instrumentors: list[Any] = []
 _active: list[bool] = []  # non-empty while instrumented
 _generation = 0  # bumped by every instrument(): import hooks from an earlier one do nothing
@@ -29,18 +31,20 @@ _generation = 0  # bumped by every instrument(): import hooks from an earlier on
 def _build_runtime(
     settings: Settings, processors: list[UsageProcessor], on_alert: Any = None, **providers: Any
 ) -> Runtime:
-    global _ledger, _budgets
+    global _ledger, _budgets, _writer
     procs = list(processors)
+    if settings.budgets or settings.ledger is not False:
+        _writer = Writer()
     if settings.budgets:
         from .budget.processor import BudgetProcessor
 
         # First, so that its before_call runs before any other processor sees the call.
         _budgets = BudgetProcessor(settings.budgets, state=settings.budget_state, on_alert=on_alert,
-                                   service_name=settings.service_name)  # fmt: skip
+                                   service_name=settings.service_name, writer=_writer)  # fmt: skip
         procs.insert(0, _budgets)
     if settings.ledger is not False:
         path = default_path() if settings.ledger is True else Path(str(settings.ledger)).expanduser()
-        _ledger = Ledger(path, service=settings.service_name)
+        _ledger = Ledger(path, service=settings.service_name, writer=_writer)
         procs.append(_ledger)
     return Runtime(settings, setup_providers(settings, **providers), procs)
 
@@ -137,18 +141,16 @@ def _on_sdk_import(module: str, name: str, generation: int, _sdk: Any) -> None:
 
 def uninstrument() -> None:
     """Restore every patched SDK function and flush the ledger."""
-    global _runtime, _ledger, _budgets
+    global _runtime, _ledger, _budgets, _writer
     with _lock:
         for inst in _instrumentors:
             inst.uninstrument()
         _instrumentors.clear()
         _active.clear()
-        if _budgets is not None:
-            _budgets.close()
-            _budgets = None
-        if _ledger is not None:
-            _ledger.close()
-            _ledger = None
+        if _writer is not None:
+            _writer.close()  # writes the queued ledger rows and budget usage, then closes both
+            _writer = None
+        _budgets = _ledger = None
         if _runtime is not None:
             _runtime.providers.shutdown()
         _runtime = None
@@ -161,15 +163,12 @@ def session_usage() -> dict[tuple[str, str], ModelTotals]:
 
 def flush(timeout: float = 10.0) -> None:
     """Write queued ledger rows and budget usage, and export pending telemetry now."""
-    if _ledger is not None:
-        _ledger.flush(timeout)
+    if _writer is not None:
+        _writer.flush(timeout)
     if _runtime is not None:
-        from .budget.processor import BudgetProcessor
-
-        for proc in _runtime.processors:
-            if isinstance(proc, BudgetProcessor):
+        for proc in _runtime.processors:  # processors given to instrument() with writers of their own
+            if hasattr(proc, "flush"):
                 proc.flush(timeout)
-    if _runtime is not None:
         providers = _runtime.providers
         for provider in (providers.tracer_provider, providers.meter_provider, providers.logger_provider):
             try:

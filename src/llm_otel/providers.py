@@ -1,4 +1,4 @@
-"""OpenTelemetry providers (reuse the app's, else our own) and every instrument llm-otel records into."""
+"""OpenTelemetry providers: reuse the app's, else create our own (exporting over OTLP when configured)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Any
 
 from opentelemetry import _logs, metrics, trace
 
-from . import semconv as sc
 from .config import Settings
 
 log = logging.getLogger(__name__)
@@ -130,63 +129,3 @@ def _proxy_logger_types() -> tuple[type, ...]:
     from opentelemetry._logs._internal import NoOpLoggerProvider, ProxyLoggerProvider
 
     return (ProxyLoggerProvider, NoOpLoggerProvider)
-
-
-class Instruments:
-    """Every metric instrument, created once from one meter."""
-
-    def __init__(self, meter_provider: Any, latest_semconv: bool = False) -> None:
-        meter = meter_provider.get_meter(SCOPE, _version())
-        self.token_usage = meter.create_histogram(
-            sc.METRIC_TOKEN_USAGE, unit="{token}", description="Tokens used per call, by gen_ai.token.type.",
-            explicit_bucket_boundaries_advisory=sc.TOKEN_BUCKETS)  # fmt: skip
-        self.duration = meter.create_histogram(
-            sc.METRIC_OPERATION_DURATION, unit="s", description="GenAI operation duration, retries included.",
-            explicit_bucket_boundaries_advisory=sc.DURATION_BUCKETS)  # fmt: skip
-        self.time_to_first_chunk = meter.create_histogram(
-            sc.METRIC_TIME_TO_FIRST_CHUNK, unit="s", description="Call start to the first output chunk.",
-            explicit_bucket_boundaries_advisory=sc.DURATION_BUCKETS)  # fmt: skip
-        self.time_per_output_chunk = meter.create_histogram(
-            sc.METRIC_TIME_PER_OUTPUT_CHUNK, unit="s", description="Time between consecutive output chunks.",
-            explicit_bucket_boundaries_advisory=sc.DURATION_BUCKETS)  # fmt: skip
-        self.tokens = meter.create_counter(
-            sc.METRIC_TOKENS, unit="{token}", description="Tokens by type (input includes cache; output reasoning)."
-        )
-        self.cost = meter.create_counter(sc.METRIC_COST, unit="USD", description="Cost of GenAI calls in USD.")
-        self.request_cost = meter.create_histogram(
-            sc.METRIC_REQUEST_COST, unit="USD", description="Cost per call in USD.",
-            explicit_bucket_boundaries_advisory=sc.COST_BUCKETS)  # fmt: skip
-        self.unpriced = meter.create_counter(
-            sc.METRIC_UNPRICED_REQUESTS, unit="{request}", description="Calls with usage but no known price."
-        )
-        self.tokens_per_second = meter.create_histogram(
-            sc.METRIC_TOKENS_PER_SECOND, unit="{token}/s", description="Output tokens per second of generation.",
-            explicit_bucket_boundaries_advisory=sc.RATE_BUCKETS)  # fmt: skip
-        self.burst_tokens_per_second = meter.create_histogram(
-            sc.METRIC_BURST_TOKENS_PER_SECOND, unit="{token}/s",
-            description="Peak output rate over a 250 ms window of chunk arrivals (streams).",
-            explicit_bucket_boundaries_advisory=sc.RATE_BUCKETS)  # fmt: skip
-        self.throttle_wait = meter.create_histogram(
-            sc.METRIC_THROTTLE_WAIT, unit="s", description="Time in the SDK's retry sleeps caused by 429s, per call.",
-            explicit_bucket_boundaries_advisory=(0.0, *sc.DURATION_BUCKETS))  # fmt: skip
-        self.retries = meter.create_counter(
-            sc.METRIC_RETRIES, unit="{retry}", description="Retries made by the SDK, by reason."
-        )
-        self.ratelimit_remaining = meter.create_gauge(
-            sc.METRIC_RATELIMIT_REMAINING, unit="{unit}", description="Rate-limit headroom from response headers."
-        )
-        self.budget_utilization = meter.create_gauge(
-            sc.METRIC_BUDGET_UTILIZATION, unit="1", description="Budget used / limit in the current window."
-        )
-        self.budget_alerts = meter.create_counter(
-            sc.METRIC_BUDGET_ALERTS, unit="{alert}", description="Budget threshold alerts fired."
-        )
-        self.latest = None
-        if latest_semconv:
-            self.latest = {
-                kind: meter.create_counter(sc.LATEST_METRIC_USAGE_PREFIX + suffix, unit="{token}")
-                for kind, suffix in sc.LATEST_USAGE_METRIC_SUFFIX.items()
-            }
-            self.latest_ttfc = meter.create_histogram(
-                sc.LATEST_METRIC_TIME_TO_FIRST_CHUNK, unit="s", explicit_bucket_boundaries_advisory=sc.DURATION_BUCKETS
-            )

@@ -15,11 +15,9 @@ processes' usage is seen by ``before_call`` and by the next crossing detection. 
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
 import os
-import queue
 import sqlite3
 import threading
 import time
@@ -31,6 +29,7 @@ from typing import Any
 from .. import semconv as sc
 from ..core.result import CallInfo, UsageRecord
 from ..errors import BudgetExceeded
+from ..sinks.writer import Writer
 from .alerts import BudgetAlert, Callback, Emitter
 from .rules import (
     PROJECTED,
@@ -45,7 +44,6 @@ from .view import INF, NEG, Active, Batch, State, decide, next_at, token_sum
 
 log = logging.getLogger("llm_otel.budget")
 
-_STOP = None
 _ROUTES_MAX = 4096
 _PRUNE_EVERY_S = 600.0
 
@@ -73,6 +71,7 @@ class BudgetProcessor:
         busy_timeout_s: float = 5.0,
         commit_every_s: float = 0.05,
         batch: int = 4096,
+        writer: Writer | None = None,
     ) -> None:
         self.budgets = [b if isinstance(b, Budget) else Budget(**b) for b in budgets]
         self._active = [Active(i, b) for i, b in enumerate(self.budgets)]
@@ -95,11 +94,9 @@ class BudgetProcessor:
         self._lock = threading.Lock()
         self._states: dict[tuple[int, str], State] = {}
         self._marks: dict[str, Mark] = {}
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._wake = threading.Event()  # flush() / close(): commit the batch being gathered now
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-        self._closed = False
+        self.interval_s = commit_every_s  # WriterClient: how long usage may wait before it is committed
+        self.batch_max = batch
+        self._last_refresh = 0.0
         self._warned = False
         self._internal_reported: set[str] = set()
         self._last_retry = 0.0
@@ -113,7 +110,9 @@ class BudgetProcessor:
             self._store = self._db
         self._configs = {b.name: b.model_dump(mode="json") for b in self.budgets}
         self._open_and_load()
-        atexit.register(self.close)
+        self._own_writer = writer is None
+        self._writer = writer or Writer("llm-otel-budgets")
+        self._lane = self._writer.lane(self)
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork)
 
@@ -159,8 +158,7 @@ class BudgetProcessor:
         """Raise ``BudgetExceeded`` when a blocking budget this call counts toward is exhausted."""
         if not self._blocking:
             return
-        if self._thread is None:
-            self._start()
+        self._writer.start()  # keeps this process's view of the shared totals fresh
         now = self._now()
         for a, group, key in self._route(info.provider, info.operation, info.request_model, info.attributes):
             if not a.block:
@@ -187,8 +185,6 @@ class BudgetProcessor:
         route = self._route(record.provider, record.operation, record.request_model, record.attributes)
         if not route:
             return
-        if self._thread is None:
-            self._start()
         now = self._now()
         cost = record.cost_usd
         tokens = [token_sum(usage, fields) for fields in self._token_sets] if self._token_sets else None
@@ -236,7 +232,7 @@ class BudgetProcessor:
                         crossed = (crossed or []) + found
             if deltas:
                 # Queued under the lock: the writer replays calls in the order they changed this view.
-                self._queue.put((now, record.trace_id, record.span_id, deltas))
+                self._lane.put((now, record.trace_id, record.span_id, deltas))
         if crossed and record.span is not None:
             for alert in crossed:
                 with contextlib.suppress(Exception):
@@ -335,68 +331,33 @@ class BudgetProcessor:
             trace_id=trace_id, span_id=span_id,
         )  # fmt: skip
 
-    # --- the writer thread -------------------------------------------------------------------------------------
-    def _start(self) -> None:
-        with self._start_lock:
-            if self._thread is None and not self._closed:
-                self._thread = threading.Thread(target=self._run, name="llm-otel-budgets", daemon=True)
-                self._thread.start()
+    # --- on the background writer (WriterClient) -------------------------------------------------------------
+    name = "the budget state"
+    max_backlog = 1_000_000
 
-    def _run(self) -> None:
-        last_refresh = time.monotonic()
-        while True:
-            wait = max(0.0, self._refresh_s - (time.monotonic() - last_refresh))
-            batch: list[Any] = []
-            waiters: list[threading.Event] = []
-            stop = self._collect(batch, waiters, wait)
-            try:
-                if batch:
-                    self._commit(batch)
-                if waiters or stop or time.monotonic() - last_refresh >= self._refresh_s:
-                    self._maybe_recover()
-                    self._refresh()
-                    self._maybe_prune()
-                    last_refresh = time.monotonic()
-            except Exception:
-                self._internal("budget writer")
-            for event in waiters:
-                event.set()
-            if stop:
-                self._store.close()
-                return
-
-    def _collect(self, batch: list[Any], waiters: list[threading.Event], wait: float) -> bool:
-        """Take the next batch; True when asked to stop.
-
-        After the first call of a batch arrives, wait ``commit_every_s`` for more (a flush or stop cuts it
-        short). The writer is then not blocked on the queue, so the calls made meanwhile only append to it:
-        no thread wake-up, no GIL hand-off per call, and one transaction per batch.
-        """
+    def write(self, batch: list[Any]) -> None:
+        """Commit a batch of usage deltas to the shared state, in the order the calls changed this view."""
         try:
-            item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
-        except queue.Empty:
-            return False
-        stop = self._take(item, batch, waiters)
-        if batch and not waiters and not stop:
-            self._wake.wait(self._commit_every_s)
-        self._wake.clear()
-        while len(batch) < self._batch:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            stop = self._take(item, batch, waiters) or stop
-        return stop
+            self._commit(batch)
+        except Exception:
+            self._internal("budget writer")
 
-    @staticmethod
-    def _take(item: Any, batch: list[Any], waiters: list[threading.Event]) -> bool:
-        if item is _STOP:
-            return True
-        if isinstance(item, threading.Event):
-            waiters.append(item)
-        else:
-            batch.append(item)
-        return False
+    def tick(self, force: bool) -> None:
+        """Refresh this process's view of the shared totals every ``refresh_s`` (and on flush / close)."""
+        now = time.monotonic()
+        if not force and now - self._last_refresh < self._refresh_s:
+            return
+        try:
+            self._maybe_recover()
+            self._refresh()
+            self._maybe_prune()
+        except Exception:
+            self._internal("budget writer")
+        self._last_refresh = now
+
+    def closed(self) -> None:
+        """The writer stopped after its final commit: close the state store."""
+        self._store.close()
 
     def _commit(self, batch: list[Any]) -> None:
         try:
@@ -720,30 +681,17 @@ class BudgetProcessor:
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued delta is committed and the in-memory view refreshed. True on success."""
-        if self._thread is None or self._closed:
-            return True
-        done = threading.Event()
-        self._queue.put(done)
-        self._wake.set()
-        return done.wait(timeout)
+        return self._writer.flush(timeout)
 
     def close(self) -> None:
-        """Commit what is queued and stop the writer (idempotent; runs at exit)."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            self._wake.set()
-            self._thread.join(timeout=10)
+        """Commit what is queued. A processor with a writer of its own also stops that writer (and so closes
+        the state store); a shared writer closes it when it stops."""
+        if self._own_writer:
+            self._writer.close()
         else:
-            self._store.close()
+            self._writer.flush()
 
     def _after_fork(self) -> None:
-        self._queue = queue.SimpleQueue()
-        self._wake = threading.Event()
-        self._thread = None
-        self._start_lock = threading.Lock()
         self._lock = threading.Lock()
         if self._db is not None:
             self._db.forget()  # the parent's connection; the child opens its own

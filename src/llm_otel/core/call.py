@@ -1,8 +1,9 @@
-"""CallRecord: the life of one logical LLM call, from request to the end of its response or stream.
+"""Call: the life of one logical LLM call, from request to the end of its response or stream.
 
 A record starts the span, collects timings, retry sleeps, headers and usage while the call runs, and
-``finish()`` (exactly once, whoever calls it first) turns them into span attributes, metric points and a
-``UsageRecord`` for the processors (ledger, budgets, session totals).
+``finish()`` (exactly once, whoever calls it first) turns them into one immutable ``CallResult`` that the
+runtime hands to every sink (span, metrics, ledger, session totals, budgets). Measuring happens here;
+emitting happens in ``llm_otel.sinks``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from .. import semconv as sc
-from .result import UsageRecord
+from .result import CallResult
 from .usage import Usage
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 #: The call in progress in this thread / asyncio task (retry sleeps accumulate into it). It also carries the
 #: nesting rule: an instrumented SDK call that starts while a call is current is part of that call (the
 #: outermost instrumented layer owns it, e.g. litellm over the openai SDK) and records nothing of its own.
-CURRENT: contextvars.ContextVar[CallRecord | None] = contextvars.ContextVar("llm_otel_call", default=None)
+CURRENT: contextvars.ContextVar[Call | None] = contextvars.ContextVar("llm_otel_call", default=None)
 
 
 @contextlib.contextmanager
@@ -82,7 +83,7 @@ def burst_rate(times: list[float], tokens: int, window: float = BURST_WINDOW_S) 
     return best * per_chunk / min(window, span)
 
 
-class CallRecord:
+class Call:
     """Mutable state of one call; see the module docstring."""
 
     __slots__ = (
@@ -210,144 +211,51 @@ class CallRecord:
                 self.span.end()
 
     def _finish(self, t_end: float, error: BaseException | None, stream_end: str | None) -> None:
+        """Turn what was measured into one ``CallResult`` and hand it to the sinks."""
         rt = self.rt
         duration = t_end - self.t0
         usage = self.usage
         known = usage is not None and usage.known
-        error_type = error_type_name(error) if error is not None else None
-        retries_total = sum(self.retries.values()) if self.retries else 0
         complete = known and self.usage_complete
         # Partial usage (a stream that ended early) is recorded as far as it is known, but no cost is claimed.
         cost = rt.cost(self.provider, self.response_model or self.request_model, usage) if complete else None
-        cost_source = sc.COST_SOURCE_LOCAL
-        if cost is None and complete and self.extra is not None and "fallback_cost" in self.extra:
+        if cost is not None:
+            cost_source = sc.COST_SOURCE_LOCAL
+        elif complete and self.extra is not None and "fallback_cost" in self.extra:
             # Unpriced here, but the layer that made the call reported a figure (LiteLLM's own cost).
             cost, cost_source = self.extra["fallback_cost"]
+        elif complete:
+            cost_source = sc.COST_SOURCE_UNPRICED
+        else:
+            cost_source = sc.COST_SOURCE_INCOMPLETE if known else None
 
-        ttfc = None
-        tps = burst = None
+        ttfc = tps = burst = None
         times = self.chunk_times
+        output = usage.output_tokens if known else None  # type: ignore[union-attr]
         if times:
             ttfc = times[0] - self.t0
-            if known and usage.output_tokens and len(times) > 1 and times[-1] > times[0]:  # type: ignore[union-attr]
-                tps = usage.output_tokens / (times[-1] - times[0])  # type: ignore[union-attr]
-                burst = burst_rate(times, usage.output_tokens)  # type: ignore[union-attr, arg-type]
-        elif not self.streaming and known and usage.output_tokens and error is None:  # type: ignore[union-attr]
+            if output and len(times) > 1 and times[-1] > times[0]:
+                tps = output / (times[-1] - times[0])
+                burst = burst_rate(times, output)
+        elif not self.streaming and output and error is None:
             active = duration - self.throttle_s - self.retry_s
             if active > 0:
-                tps = usage.output_tokens / active  # type: ignore[union-attr]
+                tps = output / active
 
-        # span
-        span = self.span
-        if span.is_recording():
-            sattrs: dict[str, Any] = {}
-            if self.response_model:
-                sattrs[sc.RESPONSE_MODEL] = self.response_model
-            if self.response_id:
-                sattrs[sc.RESPONSE_ID] = self.response_id
-            if self.finish_reasons:
-                sattrs[sc.RESPONSE_FINISH_REASONS] = self.finish_reasons
-            if known:
-                rt.usage_span_attributes(usage, sattrs)  # type: ignore[arg-type]
-            sattrs[sc.USAGE_COMPLETE] = complete
-            if cost is not None:
-                sattrs[sc.COST_USD] = cost
-                sattrs[sc.COST_SOURCE] = cost_source
-            elif complete:
-                sattrs[sc.COST_SOURCE] = sc.COST_SOURCE_UNPRICED
-            elif known:
-                sattrs[sc.COST_SOURCE] = sc.COST_SOURCE_INCOMPLETE
-            if self.throttle_s or self.retry_s or retries_total:
-                sattrs[sc.THROTTLE_WAIT_S] = self.throttle_s
-                sattrs[sc.RETRY_WAIT_S] = self.retry_s
-                sattrs[sc.RETRIES] = retries_total
-            if ttfc is not None:
-                sattrs[sc.RESPONSE_TIME_TO_FIRST_CHUNK] = ttfc
-            if tps is not None:
-                sattrs[sc.TOKENS_PER_SECOND] = tps
-            if burst is not None:
-                sattrs[sc.BURST_TOKENS_PER_SECOND] = burst
-            if stream_end is not None:
-                sattrs[sc.STREAM_END] = stream_end
-                sattrs[sc.STREAM_CHUNKS] = len(times) if times is not None else 0
-            if self.rl_requests is not None:
-                sattrs[sc.RATELIMIT_REMAINING_REQUESTS] = self.rl_requests
-            if self.rl_tokens is not None:
-                sattrs[sc.RATELIMIT_REMAINING_TOKENS] = self.rl_tokens
-            if self.output_text:
-                rt.output_content_attribute("".join(self.output_text), sattrs)
-            if error is not None:
-                sattrs[sc.ERROR_TYPE] = error_type
-                span.set_status(Status(StatusCode.ERROR, str(error)[:256]))
-            span.set_attributes(sattrs)
-        end_time = self.start_ns + int(duration * 1e9)
-
-        # metrics
-        mattrs = rt.metric_attributes(self, error_type)
-        inst = rt.instruments
-        inst.duration.record(duration, mattrs)
-        if known:
-            rt.record_usage_metrics(usage, mattrs)  # type: ignore[arg-type]
-            if cost is not None:
-                inst.cost.add(cost, mattrs)
-                inst.request_cost.record(cost, mattrs)
-            elif complete:
-                inst.unpriced.add(1, mattrs)
-        inst.throttle_wait.record(self.throttle_s, mattrs)  # failed calls too: a 429-exhausted call lost it all
-        if self.retries:
-            for reason, n in self.retries.items():
-                inst.retries.add(n, rt.with_attr(mattrs, sc.RETRY_REASON, reason))
-        if ttfc is not None:
-            inst.time_to_first_chunk.record(ttfc, mattrs)
-            if inst.latest is not None:
-                inst.latest_ttfc.record(ttfc, mattrs)
-            record_gap = inst.time_per_output_chunk.record
-            prev = times[0]  # type: ignore[index]
-            for t in times[1:]:  # type: ignore[index]
-                record_gap(t - prev, mattrs)
-                prev = t
-        if tps is not None:
-            inst.tokens_per_second.record(tps, mattrs)
-        if burst is not None:
-            inst.burst_tokens_per_second.record(burst, mattrs)
-        if self.rl_requests is not None or self.rl_tokens is not None:
-            # Headroom belongs to the account and server, not to a tenant: no context keys here.
-            rl_attrs = rt.metric_attributes(self, None, with_context=False)
-            if self.rl_requests is not None:
-                inst.ratelimit_remaining.set(self.rl_requests, rt.with_attr(rl_attrs, sc.RATELIMIT_KIND, "requests"))
-            if self.rl_tokens is not None:
-                inst.ratelimit_remaining.set(self.rl_tokens, rt.with_attr(rl_attrs, sc.RATELIMIT_KIND, "tokens"))
-
-        # processors
-        ctx = span.get_span_context()
-        usage_record = UsageRecord(
-            timestamp=self.start_ns / 1e9,
-            provider=self.provider,
-            operation=self.operation,
-            request_model=self.request_model,
-            response_model=self.response_model,
-            usage=usage if known else None,
-            usage_complete=complete,
-            cost_usd=cost,
-            duration_s=duration,
-            time_to_first_chunk_s=ttfc,
-            tokens_per_second=tps,
-            burst_tokens_per_second=burst,
-            throttle_wait_s=self.throttle_s,
-            retry_wait_s=self.retry_s,
-            retries=retries_total,
-            error_type=error_type,
-            stream_end=stream_end,
-            streaming=self.streaming,
-            server_address=self.server_address,
-            attributes=self.attributes,
-            trace_id=f"{ctx.trace_id:032x}" if ctx.is_valid else None,
-            span_id=f"{ctx.span_id:016x}" if ctx.is_valid else None,
-            span=span,
-        )
-        rt.dispatch(usage_record)
-        usage_record.span = None  # processors that queue the record (ledger) must not keep the span alive
-        span.end(end_time=end_time)  # after the processors, so they can add events (budget alerts) to it
+        retries = self.retries
+        rt.emit(
+            CallResult(
+                self.start_ns / 1e9, self.provider, self.operation, self.request_model, self.response_model,
+                usage if known else None, complete, cost, duration, ttfc, tps, burst, self.throttle_s,
+                self.retry_s, sum(retries.values()) if retries else 0,
+                error_type_name(error) if error is not None else None, stream_end, self.streaming,
+                self.server_address, self.attributes, self.span, self.server_port, self.response_id,
+                tuple(self.finish_reasons) if self.finish_reasons else None, cost_source,
+                tuple(retries.items()) if retries else (), self.rl_requests, self.rl_tokens,
+                tuple(times) if times is not None else None, self.start_ns, error,
+                "".join(self.output_text) if self.output_text else None,
+            )
+        )  # fmt: skip
 
 
 class _CurrentSpan:
@@ -365,6 +273,6 @@ class _CurrentSpan:
         otel_context.detach(self._token)
 
 
-def use_span(record: CallRecord) -> _CurrentSpan:
+def use_span(record: Call) -> _CurrentSpan:
     """Context manager making the call's span current (so HTTP client spans nest under it)."""
     return _CurrentSpan(record.span)

@@ -1,24 +1,32 @@
-"""The usage record every finished call produces, and the processor interface that consumes it."""
+"""What one finished call produced (``CallResult``), and what is known before it starts (``CallInfo``).
+
+A ``CallResult`` is built once, when the call ends, and never changes: every sink (span, metrics, ledger,
+session totals, budgets, your own processors) reads the same values. It is a ``NamedTuple``: immutable and
+cheap to build on the caller's thread.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple
 
 from .usage import Usage
 
+_NO_ATTRIBUTES: dict[str, str] = {}  # shared default; results never mutate their attribution
 
-@dataclass(slots=True)
-class UsageRecord:
-    """What one logical LLM call used: the same measurements that feed the metrics."""
 
-    timestamp: float  # unix seconds at call start
+class CallResult(NamedTuple):
+    """Timings, usage, cost, attribution, error and stream end of one logical LLM call."""
+
+    timestamp: float
+    """Unix seconds at call start."""
     provider: str
     operation: str
     request_model: str | None
     response_model: str | None
     usage: Usage | None
+    """Known token usage (``None`` when the provider reported none)."""
     usage_complete: bool
+    """False when usage is partial or missing (a stream that ended early): no cost is claimed then."""
     cost_usd: float | None
     duration_s: float
     time_to_first_chunk_s: float | None = None
@@ -31,28 +39,46 @@ class UsageRecord:
     stream_end: str | None = None
     streaming: bool = False
     server_address: str | None = None
-    attributes: dict[str, str] = field(default_factory=dict)
-    trace_id: str | None = None
-    span_id: str | None = None
-    span: Any = field(default=None, repr=False, compare=False)
-    """The call's span, still open while processors run (add events to it; do not end it)."""
+    attributes: dict[str, str] = _NO_ATTRIBUTES
+    """Attribution from ``llm_otel.context(...)`` (read-only)."""
+    span: Any = None
+    """The call's span, still open while sinks run (add events to it; do not end it)."""
+    server_port: int | None = None
+    response_id: str | None = None
+    finish_reasons: tuple[str, ...] | None = None
+    cost_source: str | None = None
+    retry_reasons: tuple[tuple[str, int], ...] = ()
+    """``(reason, count)`` pairs: rate_limit, server, connection."""
+    ratelimit_requests: int | None = None
+    ratelimit_tokens: int | None = None
+    chunk_times: tuple[float, ...] | None = None
+    """``perf_counter`` times of output chunks (streams)."""
+    start_ns: int = 0
+    error: BaseException | None = None
+    output_text: str | None = None
+    """Completion text, only when content capture is on."""
+
+    @property
+    def trace_id(self) -> str | None:
+        """The call's trace id as 32 hex digits (None without a valid span)."""
+        ctx = self.span.get_span_context() if self.span is not None else None
+        return f"{ctx.trace_id:032x}" if ctx is not None and ctx.is_valid else None
+
+    @property
+    def span_id(self) -> str | None:
+        """The call's span id as 16 hex digits (None without a valid span)."""
+        ctx = self.span.get_span_context() if self.span is not None else None
+        return f"{ctx.span_id:016x}" if ctx is not None and ctx.is_valid else None
 
 
-@dataclass(slots=True)
-class CallInfo:
+#: The name processors have always received; the same class.
+UsageRecord = CallResult
+
+
+class CallInfo(NamedTuple):
     """What is known about a call before its request leaves the process (for processors that may block)."""
 
     provider: str
     operation: str
     request_model: str | None
     attributes: dict[str, str]
-
-
-class UsageProcessor(Protocol):
-    """Consumes usage records. ``before_call`` may raise ``CallBlocked`` to stop a call (budgets);
-    ``on_usage`` must not raise (if it does, the error is logged and the app is not affected).
-    An optional ``bind(runtime)`` method is called once with the runtime (providers, instruments)."""
-
-    def before_call(self, info: CallInfo) -> None: ...
-
-    def on_usage(self, record: UsageRecord) -> None: ...

@@ -18,13 +18,13 @@ from typing import Any
 import wrapt
 
 from .. import semconv as sc
-from .call import CallRecord
+from .call import Call
 
 #: observe(record, chunk) -> True to pass the chunk on, False to swallow it (a chunk we caused).
-Observer = Callable[[CallRecord, Any], bool]
+Observer = Callable[[Call, Any], bool]
 
 
-def _gc_end(record: CallRecord) -> None:
+def _gc_end(record: Call) -> None:
     if not sys.is_finalizing():
         record.finish(stream_end=sc.STREAM_GC)
 
@@ -34,7 +34,7 @@ def _generator_running(stream: Any) -> bool:
     return bool(getattr(it, "gi_running", False) or getattr(it, "ag_running", False))
 
 
-def hook_response_close(stream: Any, record: CallRecord, method: str) -> None:
+def hook_response_close(stream: Any, record: Call, method: str) -> None:
     """End the record when the HTTP response under ``stream`` is closed by someone other than the stream's
     own generator (the SDK stream helpers close the response directly, bypassing the stream object)."""
     response = getattr(stream, "response", None)
@@ -55,7 +55,7 @@ def hook_response_close(stream: Any, record: CallRecord, method: str) -> None:
 class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
     """Wraps a synchronous SDK stream; see the module docstring."""
 
-    def __init__(self, wrapped: Any, record: CallRecord, observe: Observer) -> None:
+    def __init__(self, wrapped: Any, record: Call, observe: Observer) -> None:
         super().__init__(wrapped)
         self._self_record = record
         self._self_observe = observe
@@ -117,7 +117,7 @@ def _cancelled(exc: BaseException) -> bool:
 class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
     """Wraps an asynchronous SDK stream; see the module docstring."""
 
-    def __init__(self, wrapped: Any, record: CallRecord, observe: Observer) -> None:
+    def __init__(self, wrapped: Any, record: Call, observe: Observer) -> None:
         super().__init__(wrapped)
         self._self_record = record
         self._self_observe = observe

@@ -17,7 +17,7 @@ import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from .. import semconv as sc
-from ..core.call import CURRENT, CallRecord, use_span
+from ..core.call import CURRENT, Call, use_span
 from ..core.streams import AsyncStreamProxy, SyncStreamProxy, _gc_end
 
 log = logging.getLogger("llm_otel")
@@ -135,14 +135,14 @@ def new_record(
     url: Any,
     streaming: bool,
     span_attributes: dict[str, Any] | None = None,
-) -> CallRecord | None:
+) -> Call | None:
     """Start the record of a call, or None when it must not have one: another instrumented call is in
     progress in this context and owns it (the nesting rule), or starting failed (logged; the call goes on)."""
     if CURRENT.get() is not None:
         return None
     try:
         address, port = server_of(url)
-        record = CallRecord(rt, provider, operation, model if isinstance(model, str) else None, address, port,
+        record = Call(rt, provider, operation, model if isinstance(model, str) else None, address, port,
                             streaming, span_attributes)  # fmt: skip
     except Exception:
         rt.report_internal_error(f"{where} call start")
@@ -151,7 +151,7 @@ def new_record(
     return record
 
 
-def run_sync(record: CallRecord, wrapped: Any, args: Any, kwargs: Any) -> Any:
+def run_sync(record: Call, wrapped: Any, args: Any, kwargs: Any) -> Any:
     """Run the SDK call as the current call (retry sleeps and nested SDK calls count on it); end the record
     if it raises."""
     token = CURRENT.set(record)
@@ -165,7 +165,7 @@ def run_sync(record: CallRecord, wrapped: Any, args: Any, kwargs: Any) -> Any:
         CURRENT.reset(token)
 
 
-async def run_async(record: CallRecord, wrapped: Any, args: Any, kwargs: Any) -> Any:
+async def run_async(record: Call, wrapped: Any, args: Any, kwargs: Any) -> Any:
     """Async twin of :func:`run_sync`."""
     token = CURRENT.set(record)
     try:
@@ -178,7 +178,7 @@ async def run_async(record: CallRecord, wrapped: Any, args: Any, kwargs: Any) ->
         CURRENT.reset(token)
 
 
-def observed_iter(start: Callable[[], CallRecord | None], inner: Iterator[Any], observe: Callable[..., Any]) -> Any:
+def observed_iter(start: Callable[[], Call | None], inner: Iterator[Any], observe: Callable[..., Any]) -> Any:
     """Iterate an SDK's lazy stream generator (nothing is sent until the first ``next``): the call starts at
     the first iteration and ends exactly once, on exhaustion, error or ``close()`` / ``break``."""
     record = start()
@@ -212,7 +212,7 @@ def observed_iter(start: Callable[[], CallRecord | None], inner: Iterator[Any], 
 
 
 async def observed_aiter(
-    start: Callable[[], CallRecord | None], inner: AsyncIterator[Any], observe: Callable[..., Any]
+    start: Callable[[], Call | None], inner: AsyncIterator[Any], observe: Callable[..., Any]
 ) -> Any:
     """Async twin of :func:`observed_iter`; cancellation ends the call as ``client_closed``."""
     record = start()
@@ -253,7 +253,7 @@ class SelfClosingStream(SyncStreamProxy):
     that close the response behind the stream's back, would end such a stream as ``client_closed`` just
     before its last item, so it is not installed. ``break``, ``close()``, ``with`` and GC still end the call."""
 
-    def __init__(self, wrapped: Any, record: CallRecord, observe: Any) -> None:
+    def __init__(self, wrapped: Any, record: Call, observe: Any) -> None:
         wrapt.ObjectProxy.__init__(self, wrapped)
         self._self_record = record
         self._self_observe = observe
@@ -263,7 +263,7 @@ class SelfClosingStream(SyncStreamProxy):
 class SelfClosingAsyncStream(AsyncStreamProxy):
     """Async twin of :class:`SelfClosingStream`."""
 
-    def __init__(self, wrapped: Any, record: CallRecord, observe: Any) -> None:
+    def __init__(self, wrapped: Any, record: Call, observe: Any) -> None:
         wrapt.ObjectProxy.__init__(self, wrapped)
         self._self_record = record
         self._self_observe = observe

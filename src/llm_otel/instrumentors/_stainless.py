@@ -21,13 +21,13 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from .. import semconv as sc
-from ..core.call import CURRENT, CallRecord
+from ..core.call import CURRENT, Call
 from ..core.streams import AsyncStreamProxy, SyncStreamProxy, _gc_end
 from ..core.throttle import header_int, stainless_sleep_async, stainless_sleep_sync
 from ._base import LLMInstrumentor, log, run_async, run_sync
 
 RAW_HEADER = "X-Stainless-Raw-Response"
-Observer = Callable[[CallRecord, Any], bool]
+Observer = Callable[[Call, Any], bool]
 
 
 class StainlessInstrumentor(LLMInstrumentor):
@@ -43,15 +43,15 @@ class StainlessInstrumentor(LLMInstrumentor):
     )
 
     # --- what subclasses provide ---------------------------------------------------------------------------
-    def apply_response(self, record: CallRecord, body: Any) -> None:
+    def apply_response(self, record: Call, body: Any) -> None:
         """Copy model, id, finish reasons and usage from a parsed (non-stream) response onto the record."""
         raise NotImplementedError
 
-    def stream_observer(self, record: CallRecord, stream: Any) -> Observer:
+    def stream_observer(self, record: Call, stream: Any) -> Observer:
         """The function that reads each chunk of this stream."""
         raise NotImplementedError
 
-    def adjust_request(self, record: CallRecord, options: Any, body: dict[str, Any]) -> Any:
+    def adjust_request(self, record: Call, options: Any, body: dict[str, Any]) -> Any:
         """Return options to send instead of ``options`` (or None to send them unchanged)."""
         return None
 
@@ -103,7 +103,7 @@ class StainlessInstrumentor(LLMInstrumentor):
             span_attrs[sc.INPUT_MESSAGES] = json.dumps(body["messages"], default=str)
         address, port = self.server_of(client)
         model = body.get("model")
-        record = CallRecord(rt, self.provider_for(client), operation, model if isinstance(model, str) else None,
+        record = Call(rt, self.provider_for(client), operation, model if isinstance(model, str) else None,
                             address, port, stream and raw_mode is None, span_attrs)  # fmt: skip
         if stream and raw_mode is None:
             adjusted = self.adjust_request(record, options, body)
@@ -147,7 +147,7 @@ class StainlessInstrumentor(LLMInstrumentor):
         result = await run_async(record, wrapped, args, kwargs)
         return self._handle_result(record, result, raw_mode, stream, AsyncStreamProxy)
 
-    def _handle_result(self, record: CallRecord, result: Any, raw_mode: Any, stream: bool, proxy_type: Any) -> Any:
+    def _handle_result(self, record: Call, result: Any, raw_mode: Any, stream: bool, proxy_type: Any) -> Any:
         try:
             if raw_mode is not None:
                 return self._handle_raw(record, result, raw_mode, stream)
@@ -160,7 +160,7 @@ class StainlessInstrumentor(LLMInstrumentor):
             record.finish()
         return result
 
-    def _handle_raw(self, record: CallRecord, result: Any, raw_mode: Any, stream: bool) -> Any:
+    def _handle_raw(self, record: Call, result: Any, raw_mode: Any, stream: bool) -> Any:
         http_response = getattr(result, "http_response", None)
         if raw_mode == "true" and not stream:
             self.apply_response(record, result.parse())
@@ -214,7 +214,7 @@ class StainlessInstrumentor(LLMInstrumentor):
     async def _parse_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         return self._after_parse(instance, await wrapped(*args, **kwargs))
 
-    def _hook_raw_body(self, http_response: Any, record: CallRecord, stream: bool) -> None:
+    def _hook_raw_body(self, http_response: Any, record: Call, stream: bool) -> None:
         """End the call when a raw response's body has been read (its usage counts, whether or not the user
         calls ``parse()``) or when it is closed with no stream proxy taking over (usage unknown)."""
         reading: list[bool] = []

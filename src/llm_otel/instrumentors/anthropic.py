@@ -14,12 +14,12 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .. import semconv as sc
-from ..core.call import CallRecord
+from ..core.call import Call
 from ..core.usage import Usage, field, from_anthropic
 from ._stainless import Observer, StainlessInstrumentor
 
 
-def apply_message(record: CallRecord, body: Any) -> None:
+def apply_message(record: Call, body: Any) -> None:
     """A complete Message (non-stream response)."""
     if body is None or isinstance(body, (str, bytes)):
         return
@@ -55,7 +55,7 @@ def _merge_delta(current: Usage | None, delta: Usage | None, raw: Any) -> Usage 
     )
 
 
-def observe_event(record: CallRecord, event: Any) -> bool:
+def observe_event(record: Call, event: Any) -> bool:
     """One raw stream event (``RawMessageStreamEvent``)."""
     kind = getattr(event, "type", None)
     if kind == "content_block_delta":
@@ -111,10 +111,10 @@ class AnthropicInstrumentor(StainlessInstrumentor):
         "anthropic-ratelimit-tokens-remaining",
     )
 
-    def apply_response(self, record: CallRecord, body: Any) -> None:
+    def apply_response(self, record: Call, body: Any) -> None:
         apply_message(record, body)
 
-    def stream_observer(self, record: CallRecord, stream: Any) -> Observer:
+    def stream_observer(self, record: Call, stream: Any) -> Observer:
         return observe_event
 
     def extra_patches(self) -> None:

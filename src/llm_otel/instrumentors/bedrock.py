@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from .. import semconv as sc
-from ..core.call import CURRENT, CallRecord
+from ..core.call import CURRENT, Call
 from ..core.streams import SyncStreamProxy
 from ..core.usage import Usage, from_bedrock
 from ._base import LLMInstrumentor, run_sync
@@ -50,7 +50,7 @@ def usage_from_headers(headers: dict[str, str]) -> Usage | None:
     })  # fmt: skip
 
 
-def observe_converse_event(record: CallRecord, event: Any) -> bool:
+def observe_converse_event(record: Call, event: Any) -> bool:
     """One ConverseStream event: ``{"contentBlockDelta": {...}}``, ``{"metadata": {"usage": ...}}``, ..."""
     if "contentBlockDelta" in event:
         record.output_chunk()
@@ -68,7 +68,7 @@ def observe_converse_event(record: CallRecord, event: Any) -> bool:
     return True
 
 
-def observe_invoke_chunk(record: CallRecord, event: Any) -> bool:
+def observe_invoke_chunk(record: Call, event: Any) -> bool:
     """One InvokeModelWithResponseStream chunk: model-native JSON bytes (Anthropic events for Claude)."""
     chunk = event.get("chunk") if isinstance(event, dict) else None
     if not chunk:
@@ -115,13 +115,13 @@ class BedrockInstrumentor(LLMInstrumentor):
         self._patcher.wrap("botocore.client", "BaseClient._make_api_call", self._api_call)
         self._patcher.wrap("botocore.endpoint", "Endpoint._needs_retry", self._needs_retry)
 
-    def _begin(self, client: Any, operation: str, params: dict[str, Any]) -> CallRecord | None:
+    def _begin(self, client: Any, operation: str, params: dict[str, Any]) -> Call | None:
         try:
             model = params.get("modelId")
             parts = urlsplit(getattr(client.meta, "endpoint_url", "") or "")
             port = parts.port or (443 if parts.scheme == "https" else 80)
             op = sc.OP_EMBEDDINGS if isinstance(model, str) and "embed" in model else sc.OP_CHAT
-            record = CallRecord(self.rt, sc.PROVIDER_BEDROCK, op, model, parts.hostname, port, operation in _STREAMING,
+            record = Call(self.rt, sc.PROVIDER_BEDROCK, op, model, parts.hostname, port, operation in _STREAMING,
                                 {"aws.bedrock.operation": operation})  # fmt: skip
         except Exception:
             self.rt.report_internal_error("bedrock call start")
@@ -151,7 +151,7 @@ class BedrockInstrumentor(LLMInstrumentor):
             record.finish()
             return result
 
-    def _handle(self, record: CallRecord, operation: str, result: dict[str, Any]) -> dict[str, Any]:
+    def _handle(self, record: Call, operation: str, result: dict[str, Any]) -> dict[str, Any]:
         record.response_model = record.request_model
         headers = (result.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
         record.response_id = headers.get("x-amzn-requestid")

@@ -15,7 +15,7 @@ import numbers
 from typing import Any, ClassVar
 
 from .. import semconv as sc
-from ..core.call import CURRENT, CallRecord
+from ..core.call import CURRENT, Call
 from ..core.throttle import retry_reason
 from ..core.usage import field, from_cohere
 from ._base import LLMInstrumentor, new_record, observed_aiter, observed_iter, run_async, run_sync
@@ -32,7 +32,7 @@ def _reason(value: Any) -> str | None:
     return str(getattr(value, "value", value)) if value else None
 
 
-def apply_chat(record: CallRecord, body: Any) -> None:
+def apply_chat(record: Call, body: Any) -> None:
     """A V2ChatResponse."""
     record.response_id = field(body, "id") or record.response_id
     reason = _reason(field(body, "finish_reason"))
@@ -47,7 +47,7 @@ def apply_chat(record: CallRecord, body: Any) -> None:
         record.usage_complete = True
 
 
-def apply_embed(record: CallRecord, body: Any) -> None:
+def apply_embed(record: Call, body: Any) -> None:
     """An embed response: ``meta.billed_units.input_tokens``."""
     record.response_id = field(body, "id") or record.response_id
     usage = from_cohere(field(body, "meta"))
@@ -57,7 +57,7 @@ def apply_embed(record: CallRecord, body: Any) -> None:
         record.usage_complete = True
 
 
-def observe_event(record: CallRecord, event: Any) -> None:
+def observe_event(record: Call, event: Any) -> None:
     """One V2 chat stream event."""
     kind = field(event, "type")
     if kind in _OUTPUT_EVENTS:
@@ -111,7 +111,7 @@ class CohereInstrumentor(LLMInstrumentor):
         p.wrap("cohere.core.http_client", "_retry_timeout", _sleep_hook)
         p.wrap("cohere.core.http_client", "_retry_timeout_from_retries", _sleep_hook)
 
-    def _begin(self, instance: Any, kwargs: dict[str, Any], operation: str, streaming: bool) -> CallRecord | None:
+    def _begin(self, instance: Any, kwargs: dict[str, Any], operation: str, streaming: bool) -> Call | None:
         attrs = {
             attr: kwargs[key]
             for key, attr in _REQUEST_PARAMS
@@ -125,7 +125,7 @@ class CohereInstrumentor(LLMInstrumentor):
         return new_record(self.rt, "cohere", sc.PROVIDER_COHERE, operation, kwargs.get("model"), url, streaming,
                           attrs)  # fmt: skip
 
-    def _end(self, record: CallRecord, wrapped: Any, result: Any) -> Any:
+    def _end(self, record: Call, wrapped: Any, result: Any) -> Any:
         try:
             (apply_embed if wrapped.__name__ == "embed" else apply_chat)(record, result)
         except Exception:

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from .. import semconv as sc
-from ..core.call import CURRENT, CallRecord, detached
+from ..core.call import CURRENT, Call, detached
 from ..core.throttle import retry_reason
 from ..core.usage import add, field, from_gemini
 from ..errors import CallBlocked
@@ -36,18 +36,18 @@ def model_name(model: Any) -> str | None:
     return model.rsplit("/models/", 1)[-1].removeprefix("models/")
 
 
-def _hops(record: CallRecord) -> dict[str, Any]:
+def _hops(record: Call) -> dict[str, Any]:
     if record.extra is None:
         record.extra = {"hops": 0}
     return record.extra
 
 
-def _owned(record: CallRecord | None) -> bool:
+def _owned(record: Call | None) -> bool:
     """True for records this instrumentor created (request hops add usage to those only)."""
     return record is not None and record.extra is not None and "gemini" in record.extra
 
 
-def apply_response(record: CallRecord, response: Any, *, usage_from_hops: bool) -> None:
+def apply_response(record: Call, response: Any, *, usage_from_hops: bool) -> None:
     """Model, id, finish reasons (and usage when no request hop was observed) from a response or chunk."""
     record.response_model = field(response, "model_version") or record.response_model
     record.response_id = field(response, "response_id") or record.response_id
@@ -101,19 +101,19 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
         p.wrap(extra, "get_function_response_parts_async", _run_tools_async, optional=True)
 
     # --- records -------------------------------------------------------------------------------------------
-    def _new_record(self, instance: Any, kwargs: dict[str, Any], operation: str, streaming: bool) -> CallRecord:
+    def _new_record(self, instance: Any, kwargs: dict[str, Any], operation: str, streaming: bool) -> Call:
         api = getattr(instance, "_api_client", None)
         provider = sc.PROVIDER_VERTEX_AI if getattr(api, "vertexai", False) else sc.PROVIDER_GEMINI
         base_url = getattr(getattr(api, "_http_options", None), "base_url", None) or ""
         parts = urlsplit(base_url)
         port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme else None)
-        record = CallRecord(self.rt, provider, operation, model_name(kwargs.get("model")), parts.hostname, port,
+        record = Call(self.rt, provider, operation, model_name(kwargs.get("model")), parts.hostname, port,
                             streaming)  # fmt: skip
         record.extra = {"gemini": True, "hops": 0}
         self.rt.check_call(record)
         return record
 
-    def _begin(self, instance: Any, wrapped: Any, kwargs: dict[str, Any], streaming: bool) -> CallRecord | None:
+    def _begin(self, instance: Any, wrapped: Any, kwargs: dict[str, Any], streaming: bool) -> Call | None:
         if CURRENT.get() is not None:  # nested under an instrumented call: that call owns this one
             return None
         operation = sc.OP_EMBEDDINGS if wrapped.__name__ == "embed_content" else sc.OP_GENERATE_CONTENT
@@ -125,7 +125,7 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
             self.rt.report_internal_error("google-genai call start")
             return None
 
-    def _end(self, record: CallRecord, result: Any) -> None:
+    def _end(self, record: Call, result: Any) -> None:
         try:
             apply_response(record, result, usage_from_hops=bool(record.extra and record.extra["hops"]))
         except Exception:
@@ -150,7 +150,7 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
         return result
 
     # --- public, streaming ---------------------------------------------------------------------------------
-    def _observe(self, record: CallRecord, chunk: Any) -> None:
+    def _observe(self, record: Call, chunk: Any) -> None:
         if _has_output(chunk):
             record.output_chunk()
         from_hops = bool(record.extra and record.extra["hops"])
@@ -170,7 +170,7 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
 
     # --- one request hop (exact usage under automatic function calling) -----------------------------------
     @staticmethod
-    def _add_hop(record: CallRecord | None, response: Any) -> None:
+    def _add_hop(record: Call | None, response: Any) -> None:
         if not _owned(record):
             return
         state = _hops(record)
@@ -197,7 +197,7 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
             return inner
         return self._hop_stream_iter(record, inner)
 
-    def _hop_stream_iter(self, record: CallRecord, inner: Iterator[Any]) -> Iterator[Any]:
+    def _hop_stream_iter(self, record: Call, inner: Iterator[Any]) -> Iterator[Any]:
         last = None
         state = _hops(record)
         state["hops"] += 1
@@ -216,7 +216,7 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
             return inner
         return self._hop_stream_aiter(record, inner)
 
-    async def _hop_stream_aiter(self, record: CallRecord, inner: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async def _hop_stream_aiter(self, record: Call, inner: AsyncIterator[Any]) -> AsyncIterator[Any]:
         last = None
         state = _hops(record)
         state["hops"] += 1
@@ -230,7 +230,7 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
 
     # --- attempts (throttle) -------------------------------------------------------------------------------
     @staticmethod
-    def _before_attempt(record: CallRecord) -> None:
+    def _before_attempt(record: Call) -> None:
         failed = record.extra.get("failed") if record.extra else None
         if failed is not None:
             failed_at, reason = failed
@@ -238,7 +238,7 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
             record.extra["failed"] = None  # type: ignore[index]
 
     @staticmethod
-    def _attempt_failed(record: CallRecord, exc: BaseException) -> None:
+    def _attempt_failed(record: Call, exc: BaseException) -> None:
         code = getattr(exc, "code", None)
         _hops(record)["failed"] = (_perf(), retry_reason(code if isinstance(code, int) else None))
 

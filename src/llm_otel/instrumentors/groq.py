@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .. import semconv as sc
-from ..core.call import CallRecord
+from ..core.call import Call
 from ..core.usage import from_openai
 from ._stainless import Observer, StainlessInstrumentor
 from .openai import apply_openai_response, observe_chat_chunk
 
 
-def observe_groq_chunk(record: CallRecord, chunk: Any) -> bool:
+def observe_groq_chunk(record: Call, chunk: Any) -> bool:
     """One chat completion chunk; the final one carries ``x_groq.usage``."""
     x_groq = getattr(chunk, "x_groq", None)
     usage = getattr(x_groq, "usage", None) if x_groq is not None else None
@@ -45,8 +45,8 @@ class GroqInstrumentor(StainlessInstrumentor):
         ("top_p", sc.REQUEST_TOP_P),
     )
 
-    def apply_response(self, record: CallRecord, body: Any) -> None:
+    def apply_response(self, record: Call, body: Any) -> None:
         apply_openai_response(record, body)
 
-    def stream_observer(self, record: CallRecord, stream: Any) -> Observer:
+    def stream_observer(self, record: Call, stream: Any) -> Observer:
         return observe_groq_chunk

@@ -25,7 +25,7 @@ import numbers
 from typing import Any, ClassVar
 
 from .. import semconv as sc
-from ..core.call import CURRENT, CallRecord
+from ..core.call import CURRENT, Call
 from ..core.throttle import header_int
 from ..core.usage import field
 from ._base import LLMInstrumentor, SelfClosingAsyncStream, SelfClosingStream, new_record, run_async, run_sync
@@ -79,7 +79,7 @@ def _litellm_cost(value: Any) -> float | None:
     return float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else None
 
 
-def _set_ratelimit(record: CallRecord, hidden: Any) -> None:
+def _set_ratelimit(record: Call, hidden: Any) -> None:
     """LiteLLM normalizes every provider's rate-limit headers to ``x-ratelimit-remaining-*``."""
     headers = hidden.get("additional_headers") if isinstance(hidden, dict) else None
     if isinstance(headers, dict):
@@ -101,7 +101,7 @@ class LiteLLMInstrumentor(LLMInstrumentor):
             self._patcher.wrap("litellm", name, functools.partial(wrapper, name), optional=True)
 
     # --- start -----------------------------------------------------------------------------------------------
-    def _begin(self, name: str, args: Any, kwargs: dict[str, Any]) -> tuple[CallRecord, str, dict[str, Any]] | None:
+    def _begin(self, name: str, args: Any, kwargs: dict[str, Any]) -> tuple[Call, str, dict[str, Any]] | None:
         """(record, LiteLLM provider id, kwargs to call with), or None to pass through."""
         if CURRENT.get() is not None:
             return None
@@ -137,7 +137,7 @@ class LiteLLMInstrumentor(LLMInstrumentor):
         return record, llm_provider, kwargs
 
     # --- results ---------------------------------------------------------------------------------------------
-    def _cost_fallback(self, record: CallRecord, response: Any, reported: float | None) -> None:
+    def _cost_fallback(self, record: Call, response: Any, reported: float | None) -> None:
         """When llm-otel has no price for the model, LiteLLM's cost becomes the call's cost."""
         usage = record.usage
         if usage is None or not record.usage_complete:
@@ -160,7 +160,7 @@ class LiteLLMInstrumentor(LLMInstrumentor):
         if cost is not None:
             record.extra["fallback_cost"] = (cost, sc.COST_SOURCE_LITELLM)  # type: ignore[index]
 
-    def _apply(self, record: CallRecord, response: Any) -> None:
+    def _apply(self, record: Call, response: Any) -> None:
         hidden = getattr(response, "_hidden_params", None) or {}
         apply_openai_response(record, response)
         usage = record.usage
@@ -175,7 +175,7 @@ class LiteLLMInstrumentor(LLMInstrumentor):
             record.span.set_attribute(sc.COST_LITELLM_USD, reported)
         self._cost_fallback(record, response, reported)
 
-    def _handle(self, record: CallRecord, result: Any, proxy_type: Any) -> Any:
+    def _handle(self, record: Call, result: Any, proxy_type: Any) -> Any:
         try:
             if record.streaming and hasattr(result, "__next__" if proxy_type is SelfClosingStream else "__anext__"):
                 _set_ratelimit(record, getattr(result, "_hidden_params", None))
@@ -186,10 +186,10 @@ class LiteLLMInstrumentor(LLMInstrumentor):
         record.finish()
         return result
 
-    def _observer(self, record: CallRecord) -> Any:
+    def _observer(self, record: Call) -> Any:
         responses = record.extra is not None and record.extra.get("name", "").endswith("responses")
 
-        def observe(rec: CallRecord, chunk: Any) -> bool:
+        def observe(rec: Call, chunk: Any) -> bool:
             if responses:
                 return observe_responses_event(rec, chunk)
             usage = getattr(chunk, "usage", None)
@@ -215,7 +215,7 @@ class LiteLLMInstrumentor(LLMInstrumentor):
             return self._await(record, result)
         return self._handle(record, result, SelfClosingStream)
 
-    async def _await(self, record: CallRecord, awaitable: Any) -> Any:
+    async def _await(self, record: Call, awaitable: Any) -> Any:
         result = await run_async(record, _identity_await, (awaitable,), {})
         return self._handle(record, result, SelfClosingAsyncStream)
 

@@ -15,7 +15,7 @@ import numbers
 from typing import Any, ClassVar
 
 from .. import semconv as sc
-from ..core.call import CURRENT, CallRecord
+from ..core.call import CURRENT, Call
 from ..core.throttle import retry_reason
 from ..core.usage import field, from_openai
 from ._base import LLMInstrumentor, SelfClosingAsyncStream, SelfClosingStream, new_record, run_async, run_sync
@@ -36,7 +36,7 @@ def _text(content: Any) -> str:
     return ""
 
 
-def apply_usage(record: CallRecord, raw: Any) -> None:
+def apply_usage(record: Call, raw: Any) -> None:
     usage = from_openai(raw)  # prompt/completion tokens; prompt_tokens_details.cached_tokens when cached
     if usage is None:
         return
@@ -46,7 +46,7 @@ def apply_usage(record: CallRecord, raw: Any) -> None:
     record.usage_complete = True
 
 
-def apply_response(record: CallRecord, body: Any) -> None:
+def apply_response(record: Call, body: Any) -> None:
     """ChatCompletionResponse, FIMCompletionResponse or EmbeddingResponse."""
     record.response_model = field(body, "model") or record.response_model
     record.response_id = field(body, "id") or record.response_id
@@ -59,7 +59,7 @@ def apply_response(record: CallRecord, body: Any) -> None:
     apply_usage(record, field(body, "usage"))
 
 
-def observe_event(record: CallRecord, event: Any) -> bool:
+def observe_event(record: Call, event: Any) -> bool:
     """One ``CompletionEvent``."""
     chunk = getattr(event, "data", event)
     if record.response_model is None:
@@ -117,7 +117,7 @@ class MistralInstrumentor(LLMInstrumentor):
         p.wrap(f"{_PKG}.embeddings", "Embeddings.create_async", self._async(sc.OP_EMBEDDINGS, False))
         p.wrap(f"{_PKG}.utils.retries", "_get_sleep_interval", _sleep_interval)
 
-    def _begin(self, instance: Any, kwargs: dict[str, Any], operation: str, streaming: bool) -> CallRecord | None:
+    def _begin(self, instance: Any, kwargs: dict[str, Any], operation: str, streaming: bool) -> Call | None:
         if CURRENT.get() is not None:
             return None
         attrs = {
@@ -134,7 +134,7 @@ class MistralInstrumentor(LLMInstrumentor):
         return new_record(self.rt, "mistral", sc.PROVIDER_MISTRAL, operation, kwargs.get("model"), url, streaming,
                           attrs)  # fmt: skip
 
-    def _end(self, record: CallRecord, result: Any, streaming: bool, proxy: Any) -> Any:
+    def _end(self, record: Call, result: Any, streaming: bool, proxy: Any) -> Any:
         try:
             if streaming:
                 if result is None:  # the SDK returns None for an empty body

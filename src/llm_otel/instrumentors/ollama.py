@@ -13,7 +13,7 @@ import numbers
 from typing import Any, ClassVar
 
 from .. import semconv as sc
-from ..core.call import CallRecord
+from ..core.call import Call
 from ..core.usage import field, from_ollama
 from ._base import LLMInstrumentor, new_record, observed_aiter, observed_iter, run_async, run_sync
 
@@ -27,7 +27,7 @@ _OPTIONS = (("num_predict", sc.REQUEST_MAX_TOKENS), ("temperature", sc.REQUEST_T
             ("top_p", sc.REQUEST_TOP_P))  # fmt: skip
 
 
-def apply_response(record: CallRecord, body: Any) -> None:
+def apply_response(record: Call, body: Any) -> None:
     """A complete response, or a stream's final (``done``) object."""
     record.response_model = field(body, "model") or record.response_model
     reason = field(body, "done_reason")
@@ -45,7 +45,7 @@ def apply_response(record: CallRecord, body: Any) -> None:
             record.output_text = [text]
 
 
-def observe_part(record: CallRecord, part: Any) -> None:
+def observe_part(record: Call, part: Any) -> None:
     """One streamed object: text until ``done``, then the counts."""
     if record.response_model is None:
         record.response_model = field(part, "model")
@@ -78,7 +78,7 @@ class OllamaInstrumentor(LLMInstrumentor):
         body = kwargs.get("json")
         return operation, body if isinstance(body, dict) else {}, bool(kwargs.get("stream", False))
 
-    def _begin(self, instance: Any, operation: str, body: dict[str, Any], stream: bool) -> CallRecord | None:
+    def _begin(self, instance: Any, operation: str, body: dict[str, Any], stream: bool) -> Call | None:
         options = body.get("options") if isinstance(body.get("options"), dict) else {}
         attrs = {
             attr: options[key]
@@ -88,7 +88,7 @@ class OllamaInstrumentor(LLMInstrumentor):
         url = getattr(getattr(instance, "_client", None), "base_url", None)
         return new_record(self.rt, "ollama", sc.PROVIDER_OLLAMA, operation, body.get("model"), url, stream, attrs)
 
-    def _end(self, record: CallRecord, result: Any) -> Any:
+    def _end(self, record: Call, result: Any) -> Any:
         try:
             apply_response(record, result)
         except Exception:

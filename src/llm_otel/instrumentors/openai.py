@@ -10,12 +10,12 @@ import copy
 from typing import Any, ClassVar
 
 from .. import semconv as sc
-from ..core.call import CallRecord
+from ..core.call import Call
 from ..core.usage import field, from_openai
 from ._stainless import Observer, StainlessInstrumentor
 
 
-def apply_openai_response(record: CallRecord, body: Any) -> None:
+def apply_openai_response(record: Call, body: Any) -> None:
     """Copy model, id, finish reasons and usage from a parsed (non-stream) OpenAI response onto the record."""
     if body is None or isinstance(body, (str, bytes)):
         return
@@ -36,7 +36,7 @@ def apply_openai_response(record: CallRecord, body: Any) -> None:
         record.usage_complete = True
 
 
-def observe_chat_chunk(record: CallRecord, chunk: Any) -> bool:
+def observe_chat_chunk(record: Call, chunk: Any) -> bool:
     """Chat / legacy completions chunk. Returns False for the usage chunk we injected."""
     if record.response_model is None:
         record.response_model = getattr(chunk, "model", None)
@@ -69,7 +69,7 @@ def observe_chat_chunk(record: CallRecord, chunk: Any) -> bool:
     return True
 
 
-def observe_responses_event(record: CallRecord, event: Any) -> bool:
+def observe_responses_event(record: Call, event: Any) -> bool:
     """Responses API stream event."""
     kind = getattr(event, "type", "")
     if kind.endswith(".delta"):
@@ -81,7 +81,7 @@ def observe_responses_event(record: CallRecord, event: Any) -> bool:
     return True
 
 
-def observe_any_chunk(record: CallRecord, item: Any) -> bool:
+def observe_any_chunk(record: Call, item: Any) -> bool:
     """For streams that don't say which API they belong to: Responses events have a ``type``."""
     if getattr(item, "choices", None) is not None:
         return observe_chat_chunk(record, item)
@@ -124,17 +124,17 @@ class OpenAIInstrumentor(StainlessInstrumentor):
             name = self._provider_by_type[cls] = sc.PROVIDER_AZURE_OPENAI if azure else self.provider_name
         return name
 
-    def apply_response(self, record: CallRecord, body: Any) -> None:
+    def apply_response(self, record: Call, body: Any) -> None:
         apply_openai_response(record, body)
 
-    def stream_observer(self, record: CallRecord, stream: Any) -> Observer:
+    def stream_observer(self, record: Call, stream: Any) -> Observer:
         url = getattr(getattr(stream, "_options", None), "url", None)
         if url is None:
             # openai 2.x streams carry no options: tell the APIs apart by each item's shape instead.
             return observe_any_chunk
         return observe_responses_event if url == "/responses" else observe_chat_chunk
 
-    def adjust_request(self, record: CallRecord, options: Any, body: dict[str, Any]) -> Any:
+    def adjust_request(self, record: Call, options: Any, body: dict[str, Any]) -> Any:
         """Ask for the usage chunk the user did not request; the stream proxy swallows it."""
         if (
             options.url not in self.usage_chunk_paths

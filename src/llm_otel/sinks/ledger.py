@@ -1,23 +1,20 @@
 """The local usage ledger: one SQLite row per call, written by a background thread off the hot path.
 
 It is the embedded default store (no server needed) behind ``llm-otel report``. Rows are queued in
-memory and written in batches; ``flush()`` waits for the queue to drain and runs at interpreter exit.
+memory and written in batches by the background writer (``writer.py``); ``flush()`` waits for the queue to
+drain, and the writer flushes at interpreter exit.
 """
 
 from __future__ import annotations
 
-import atexit
-import collections
 import json
 import logging
-import os
 import sqlite3
-import threading
-import weakref
 from pathlib import Path
 from typing import Any
 
-from ..core.result import UsageRecord
+from ..core.result import CallResult
+from .writer import Writer
 
 log = logging.getLogger(__name__)
 
@@ -88,18 +85,21 @@ COLUMNS = [
     "trace_id",
 ]
 _ADDED_COLUMNS = {"tokens_per_second": "REAL", "burst_tokens_per_second": "REAL"}
-ROWS_PER_STATEMENT = 250  # x 29 columns stays far below SQLite's limit of bound variables
+ROWS_PER_STATEMENT = 50  # x 29 columns stays far below SQLite's limit of bound variables
+_ONE_ROW = f"({', '.join('?' * len(COLUMNS))})"
+_INSERT_ONE = f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES {_ONE_ROW}"
+_INSERT_MANY = f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES {', '.join([_ONE_ROW] * ROWS_PER_STATEMENT)}"
 
 
 def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Multi-row INSERTs: ``executemany`` re-takes the GIL for every row, and a writer thread competing with a
-    busy caller waits up to a switch interval (5 ms) each time, so it fell behind; one statement per 250 rows
-    takes the GIL a handful of times per batch."""
-    one = f"({', '.join('?' * len(COLUMNS))})"
-    for start in range(0, len(rows), ROWS_PER_STATEMENT):
-        chunk = rows[start : start + ROWS_PER_STATEMENT]
-        sql = f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES {', '.join([one] * len(chunk))}"
-        conn.execute(sql, [value for row in chunk for value in row])
+    """Two fixed statement shapes: a multi-row INSERT for full chunks of ``ROWS_PER_STATEMENT`` rows (few GIL
+    hand-offs per batch) and ``executemany`` of the one-row INSERT for the rest. sqlite3 caches every distinct
+    statement per connection, so statements built per batch size would each stay in memory."""
+    full = len(rows) - len(rows) % ROWS_PER_STATEMENT
+    for start in range(0, full, ROWS_PER_STATEMENT):
+        conn.execute(_INSERT_MANY, [value for row in rows[start : start + ROWS_PER_STATEMENT] for value in row])
+    if full < len(rows):
+        conn.executemany(_INSERT_ONE, rows[full:])
 
 
 def default_path() -> Path:
@@ -125,9 +125,11 @@ def connect(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
-def _row(rec: UsageRecord, service: str | None) -> tuple[Any, ...]:
+def _queued_row(rec: CallResult, service: str | None) -> tuple[Any, ...]:
+    """The row as queued on the caller's thread: attribution and trace id are formatted by the writer."""
     u = rec.usage
-    attrs = rec.attributes
+    span = rec.span
+    ctx = span.get_span_context() if span is not None else None
     return (
         rec.timestamp, rec.provider, rec.operation, rec.request_model, rec.response_model,
         u.input_tokens if u else None, u.output_tokens if u else None,
@@ -136,130 +138,99 @@ def _row(rec: UsageRecord, service: str | None) -> tuple[Any, ...]:
         int(rec.usage_complete), rec.cost_usd, rec.duration_s, rec.time_to_first_chunk_s,
         rec.tokens_per_second, rec.burst_tokens_per_second,
         rec.throttle_wait_s, rec.retry_wait_s, rec.retries, rec.error_type, rec.stream_end, service,
-        *(attrs.get(k) for k in KNOWN_CONTEXT_COLUMNS),
-        json.dumps(attrs, sort_keys=True), rec.trace_id,
+        rec.attributes, ctx.trace_id if ctx is not None and ctx.is_valid else None,
     )  # fmt: skip
 
 
-MAX_BACKLOG = 200_000  # rows waiting for the writer; past this, new rows are dropped (counted, warned once)
-FLUSH_INTERVAL_S = 0.25
-_LEDGERS: weakref.WeakSet[Ledger] = weakref.WeakSet()
+def _final_row(queued: tuple[Any, ...]) -> tuple[Any, ...]:
+    *head, attrs, trace_id = queued
+    return (
+        *head,
+        *(attrs.get(k) for k in KNOWN_CONTEXT_COLUMNS),
+        json.dumps(attrs, sort_keys=True) if attrs else "{}",
+        f"{trace_id:032x}" if trace_id is not None else None,
+    )
+
+
+MAX_BACKLOG = 100_000  # rows waiting for the writer; past this, new rows are dropped (counted, warned once)
+RETRY_OPEN_S = 30.0  # after a write error, rows are dropped (counted) until this long has passed
 
 
 class Ledger:
-    """A usage processor that appends every record to the SQLite ledger.
+    """A sink that appends every call to the SQLite ledger, through the background writer.
 
-    ``on_usage`` only appends to an in-memory deque (no lock, no thread wake-up); a writer thread drains it
-    every ``FLUSH_INTERVAL_S`` in one transaction, so the caller never waits on disk or on the writer.
+    ``on_usage`` builds one row tuple and queues it; the writer thread formats and inserts queued rows in
+    one transaction per cycle, so the caller never waits on disk.
     """
 
-    def __init__(self, path: str | Path, service: str | None = None) -> None:
+    name = "the usage ledger"
+    interval_s = 0.25
+    batch_max = 5_000
+    max_backlog = MAX_BACKLOG
+
+    def __init__(self, path: str | Path, service: str | None = None, writer: Writer | None = None) -> None:
         self.path = Path(path)
         self._service = service
-        self._pending: collections.deque[UsageRecord | threading.Event | None] = collections.deque()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-        self._failed = False
-        self._closed = False
-        self.dropped = 0
-        _LEDGERS.add(self)
+        self._own_writer = writer is None
+        self._writer = writer or Writer("llm-otel-ledger")
+        self._lane = self._writer.lane(self)
+        self._conn: sqlite3.Connection | None = None
+        self._failed_at: float | None = None
+        self.lost = 0  # rows that could not be written
 
-    def on_usage(self, record: UsageRecord) -> None:
-        if self._thread is None:
-            self._start()
-        if len(self._pending) >= MAX_BACKLOG:
-            self.dropped += 1
-            if self.dropped == 1:
-                log.warning("llm-otel: the ledger writer is %d rows behind; dropping rows (%s)", MAX_BACKLOG, self.path)
+    @property
+    def dropped(self) -> int:
+        """Rows dropped because the writer was ``MAX_BACKLOG`` rows behind, plus rows that failed to write."""
+        return self._lane.dropped + self.lost
+
+    def on_usage(self, record: CallResult) -> None:
+        self._lane.put(_queued_row(record, self._service))
+
+    def write(self, batch: list[tuple[Any, ...]]) -> None:
+        """Insert queued rows (writer thread). On an error, warn once and drop rows for ``RETRY_OPEN_S``."""
+        import time
+
+        if self._failed_at is not None and time.monotonic() - self._failed_at < RETRY_OPEN_S:
+            self.lost += len(batch)
             return
-        self._pending.append(record)
+        try:
+            if self._conn is None:
+                self._conn = connect(self.path)
+            with self._conn:
+                _insert(self._conn, [_final_row(row) for row in batch])
+            self._failed_at = None
+        except (sqlite3.Error, OSError) as exc:
+            self.lost += len(batch)
+            if self._failed_at is None:
+                log.warning(
+                    "llm-otel: cannot write the usage ledger %s (%s); rows are dropped until it is writable "
+                    "(retried every %d s). Set LLM_OTEL_LEDGER to a writable path or to 'off'.",
+                    self.path, exc, RETRY_OPEN_S,
+                )  # fmt: skip
+            self._failed_at = time.monotonic()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
-    def _start(self) -> None:
-        with self._start_lock:
-            if self._thread is None and not self._closed:
-                self._thread = threading.Thread(target=self._run, name="llm-otel-ledger", daemon=True)
-                self._thread.start()
-
-    def _after_fork(self) -> None:
-        self._pending = collections.deque()
-        self._wake = threading.Event()
-        self._thread = None
-        self._start_lock = threading.Lock()
-
-    def _run(self) -> None:
-        conn: sqlite3.Connection | None = None
-        rows: list[tuple[Any, ...]] = []
-        pending = self._pending
-        while True:
-            self._wake.wait(FLUSH_INTERVAL_S)
-            self._wake.clear()
-            waiters: list[threading.Event] = []
-            stop = False
-            while pending:
-                item = pending.popleft()
-                if item is None:
-                    stop = True
-                elif isinstance(item, threading.Event):
-                    waiters.append(item)
-                else:
-                    rows.append(_row(item, self._service))
-            if rows and not self._failed:
-                try:
-                    if conn is None:
-                        conn = connect(self.path)
-                    with conn:
-                        _insert(conn, rows)
-                    rows.clear()
-                except (sqlite3.Error, OSError) as exc:
-                    # Keep the rows in memory and say so once; telemetry and the app carry on.
-                    self._failed = True
-                    log.warning(
-                        "llm-otel: cannot write the usage ledger %s (%s); keeping rows in memory only. "
-                        "Set LLM_OTEL_LEDGER to a writable path or to 'off'.",
-                        self.path,
-                        exc,
-                    )
-            for event in waiters:
-                event.set()
-            if stop:
-                if conn is not None:
-                    conn.close()
-                return
+    def tick(self, force: bool) -> None:
+        pass
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every queued record is written. True on success."""
-        if self._thread is None:
-            return True
-        done = threading.Event()
-        self._pending.append(done)
-        self._wake.set()
-        return done.wait(timeout)
+        """Wait until every queued row is written. True on success."""
+        return self._writer.flush(timeout)
 
     def close(self) -> None:
-        """Flush and stop the writer thread (idempotent; runs at exit)."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._thread is not None:
-            self._pending.append(None)
-            self._wake.set()
-            self._thread.join(timeout=10)
+        """Write what is queued. A ledger with a writer of its own also stops that writer."""
+        if self._own_writer:
+            self._writer.close()
+        else:
+            self._writer.flush()
 
-
-def _close_all() -> None:
-    for book in list(_LEDGERS):
-        book.close()
-
-
-def _after_fork_all() -> None:
-    for book in list(_LEDGERS):
-        book._after_fork()
-
-
-atexit.register(_close_all)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_all)
+    def closed(self) -> None:
+        """The writer stopped after its final write: release the connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 def read_rows(path: str | Path, where: str = "", params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:

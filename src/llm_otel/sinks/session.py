@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from ..core.result import UsageRecord
+from ..core.result import CallResult
 
 
 @dataclass
@@ -22,13 +22,13 @@ class ModelTotals:
 
 
 class SessionTotals:
-    """Thread-safe accumulator fed by every finished call."""
+    """The session-totals sink: a thread-safe accumulator fed by every finished call."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._totals: dict[tuple[str, str], ModelTotals] = {}
 
-    def add(self, rec: UsageRecord) -> None:
+    def on_usage(self, rec: CallResult) -> None:
         key = (rec.provider, rec.response_model or rec.request_model or "unknown")
         counts = rec.usage.by_type() if rec.usage is not None else {}
         with self._lock:

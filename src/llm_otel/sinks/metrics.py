@@ -1,0 +1,265 @@
+"""Metrics: per-call points only where the conventions define them; everything else aggregated in process.
+
+On the caller's thread, per call: ``gen_ai.client.operation.duration``, ``gen_ai.client.token.usage`` (input,
+output) and, for streams, ``gen_ai.client.operation.time_to_first_chunk``: what the GenAI conventions define
+per call, and what every instrumentation pays. Everything else costs a few dictionary updates:
+
+- counters and the gauge (``llm_otel.tokens`` by type, cost, unpriced calls, retries, rate-limit headroom)
+  are running totals per attribute set, reported by observable instruments when the SDK collects;
+- our other histograms (request cost, tokens per second, burst, throttle wait, time per output chunk) are
+  queued and recorded into their histograms when the SDK collects (or once ``DEFERRED_MAX`` calls are
+  queued), so per-chunk and per-extension points never run on the call path.
+
+Attribute sets are built once per series (provider, operation, models, server, error, allow-listed keys)
+and reused. See docs/decisions.md, "What a call pays for metrics".
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from .. import semconv as sc
+from ..core.result import CallResult
+
+SCOPE = "llm_otel"
+DEFERRED_MAX = 20_000  # calls whose deferred points wait for a collection; past this the queue drains at once
+_SERIES_MAX = 2_000  # distinct attribute sets kept; past this new ones share one overflow series
+_KINDS = sc.TOKEN_TYPES  # input, output, cache_read, cache_write, reasoning (Usage field order)
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+class Instruments:
+    """Every synchronous instrument llm-otel records into, created once from one meter."""
+
+    def __init__(self, meter: Any, latest_semconv: bool = False) -> None:
+        def hist(name: str, unit: str, buckets: tuple[float, ...], description: str = "") -> Any:
+            return meter.create_histogram(
+                name, unit=unit, description=description, explicit_bucket_boundaries_advisory=buckets
+            )
+
+        self.token_usage = hist(sc.METRIC_TOKEN_USAGE, "{token}", sc.TOKEN_BUCKETS,
+                                "Tokens used per call, by gen_ai.token.type.")  # fmt: skip
+        self.duration = hist(sc.METRIC_OPERATION_DURATION, "s", sc.DURATION_BUCKETS,
+                             "GenAI operation duration, retries included.")  # fmt: skip
+        self.time_to_first_chunk = hist(sc.METRIC_TIME_TO_FIRST_CHUNK, "s", sc.DURATION_BUCKETS,
+                                        "Call start to the first output chunk.")  # fmt: skip
+        self.time_per_output_chunk = hist(sc.METRIC_TIME_PER_OUTPUT_CHUNK, "s", sc.DURATION_BUCKETS,
+                                          "Time between consecutive output chunks.")  # fmt: skip
+        self.request_cost = hist(sc.METRIC_REQUEST_COST, "USD", sc.COST_BUCKETS, "Cost per call in USD.")
+        self.tokens_per_second = hist(sc.METRIC_TOKENS_PER_SECOND, "{token}/s", sc.RATE_BUCKETS,
+                                      "Output tokens per second of generation.")  # fmt: skip
+        self.burst_tokens_per_second = hist(sc.METRIC_BURST_TOKENS_PER_SECOND, "{token}/s", sc.RATE_BUCKETS,
+                                            "Peak output rate over a 250 ms window of chunk arrivals.")  # fmt: skip
+        self.throttle_wait = hist(sc.METRIC_THROTTLE_WAIT, "s", (0.0, *sc.DURATION_BUCKETS),
+                                  "Time in the SDK's retry sleeps caused by 429s, per call.")  # fmt: skip
+        self.budget_utilization = meter.create_gauge(
+            sc.METRIC_BUDGET_UTILIZATION, unit="1", description="Budget used / limit in the current window."
+        )
+        self.budget_alerts = meter.create_counter(
+            sc.METRIC_BUDGET_ALERTS, unit="{alert}", description="Budget threshold alerts fired."
+        )
+        self.latest_ttfc = (
+            hist(sc.LATEST_METRIC_TIME_TO_FIRST_CHUNK, "s", sc.DURATION_BUCKETS) if latest_semconv else None
+        )
+
+
+class _Series:
+    """One metric attribute set and the totals aggregated under it."""
+
+    __slots__ = ("attrs", "cost", "retries", "tokens", "typed", "unpriced")
+
+    def __init__(self, attrs: dict[str, Any]) -> None:
+        self.attrs = attrs
+        self.typed = tuple({**attrs, sc.TOKEN_TYPE: kind} for kind in _KINDS)
+        self.tokens: list[int | None] = [None] * len(_KINDS)  # None: never reported for this series
+        self.cost: float | None = None
+        self.unpriced = 0
+        self.retries: dict[str, int] = {}
+
+
+class MetricsSink:
+    """Records each call's metrics; see the module docstring."""
+
+    def __init__(self, meter_provider: Any, metric_keys: tuple[str, ...] = (), latest_semconv: bool = False) -> None:
+        meter = meter_provider.get_meter(SCOPE, _version())
+        self.instruments = Instruments(meter, latest_semconv)
+        self._keys = metric_keys
+        self._lock = threading.Lock()
+        self._series: dict[tuple[Any, ...], _Series] = {}
+        self._headroom: dict[tuple[Any, ...], list[Any]] = {}  # key -> [attrs, requests, tokens]
+        self._deferred: list[tuple[_Series, CallResult]] = []
+        counter = meter.create_observable_counter
+        counter(sc.METRIC_TOKENS, [self._observe_tokens], unit="{token}",
+                description="Tokens by type (input includes cache; output reasoning).")  # fmt: skip
+        counter(sc.METRIC_COST, [self._observe_cost], unit="USD", description="Cost of GenAI calls in USD.")
+        counter(sc.METRIC_UNPRICED_REQUESTS, [self._observe_unpriced], unit="{request}",
+                description="Calls with usage but no known price.")  # fmt: skip
+        counter(
+            sc.METRIC_RETRIES,
+            [self._observe_retries],
+            unit="{retry}",
+            description="Retries made by the SDK, by reason.",
+        )
+        meter.create_observable_gauge(sc.METRIC_RATELIMIT_REMAINING, [self._observe_headroom], unit="{unit}",
+                                      description="Rate-limit headroom from response headers.")  # fmt: skip
+        if latest_semconv:
+            for i, kind in enumerate(_KINDS):
+                counter(sc.LATEST_METRIC_USAGE_PREFIX + sc.LATEST_USAGE_METRIC_SUFFIX[kind],
+                        [self._latest_observer(i)], unit="{token}")  # fmt: skip
+
+    # --- per call (caller's thread) ------------------------------------------------------------------------
+    def _series_for(self, r: CallResult, with_context: bool = True) -> _Series:
+        ctx = r.attributes
+        keys = self._keys if with_context else ()
+        allowed = tuple(map(ctx.get, keys)) if ctx and keys else ()
+        key = (r.provider, r.operation, r.request_model, r.response_model, r.server_address, r.server_port,
+               r.error_type if with_context else None, allowed)  # fmt: skip
+        series = self._series.get(key)
+        if series is None:
+            with self._lock:
+                series = self._series.get(key)
+                if series is None:
+                    series = self._series[key] = _Series(self._attributes(r, keys, allowed, with_context))
+        return series
+
+    def _attributes(
+        self, r: CallResult, keys: tuple[str, ...], allowed: tuple[Any, ...], with_context: bool
+    ) -> dict[str, Any]:
+        if len(self._series) >= _SERIES_MAX:
+            return {sc.OPERATION_NAME: r.operation, sc.PROVIDER_NAME: r.provider, "otel.metric.overflow": True}
+        attrs: dict[str, Any] = {sc.OPERATION_NAME: r.operation, sc.PROVIDER_NAME: r.provider}
+        if r.request_model:
+            attrs[sc.REQUEST_MODEL] = r.request_model
+        if r.response_model:
+            attrs[sc.RESPONSE_MODEL] = r.response_model
+        if r.server_address:
+            attrs[sc.SERVER_ADDRESS] = r.server_address
+        if r.server_port:
+            attrs[sc.SERVER_PORT] = r.server_port
+        if r.error_type and with_context:
+            attrs[sc.ERROR_TYPE] = r.error_type
+        for k, v in zip(keys, allowed, strict=True):
+            if v is not None:
+                attrs[sc.CONTEXT_PREFIX + k] = v
+        return attrs
+
+    def on_usage(self, r: CallResult) -> None:
+        series = self._series_for(r)
+        inst = self.instruments
+        inst.duration.record(r.duration_s, series.attrs)
+        usage = r.usage
+        if usage is not None:
+            if usage.input_tokens is not None:
+                inst.token_usage.record(usage.input_tokens, series.typed[0])
+            if usage.output_tokens is not None:
+                inst.token_usage.record(usage.output_tokens, series.typed[1])
+        if r.time_to_first_chunk_s is not None:
+            inst.time_to_first_chunk.record(r.time_to_first_chunk_s, series.attrs)
+            if inst.latest_ttfc is not None:
+                inst.latest_ttfc.record(r.time_to_first_chunk_s, series.attrs)
+        with self._lock:
+            if usage is not None:
+                tokens = series.tokens
+                counts = (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
+                          usage.reasoning_tokens)  # fmt: skip
+                for i, n in enumerate(counts):
+                    if n is not None:
+                        tokens[i] = (tokens[i] or 0) + n
+                if r.cost_usd is not None:
+                    series.cost = (series.cost or 0.0) + r.cost_usd
+                elif r.usage_complete:
+                    series.unpriced += 1
+            for reason, n in r.retry_reasons:
+                series.retries[reason] = series.retries.get(reason, 0) + n
+            self._deferred.append((series, r))
+            backlog = len(self._deferred)
+        if r.ratelimit_requests is not None or r.ratelimit_tokens is not None:
+            self._set_headroom(r)
+        if backlog >= DEFERRED_MAX:
+            self.record_deferred()
+
+    def _set_headroom(self, r: CallResult) -> None:
+        # Headroom belongs to the account and server, not to a tenant: no context keys here.
+        series = self._series_for(r, with_context=False)
+        with self._lock:
+            slot = self._headroom.get(id(series))
+            if slot is None:
+                slot = self._headroom[id(series)] = [series.attrs, None, None]
+            if r.ratelimit_requests is not None:
+                slot[1] = r.ratelimit_requests
+            if r.ratelimit_tokens is not None:
+                slot[2] = r.ratelimit_tokens
+
+    # --- at collection --------------------------------------------------------------------------------------
+    def record_deferred(self) -> None:
+        """Record the queued histogram points (runs when the SDK collects; safe to call any time)."""
+        with self._lock:
+            if not self._deferred:
+                return
+            batch, self._deferred = self._deferred, []
+        inst = self.instruments
+        cost, tps, burst = inst.request_cost.record, inst.tokens_per_second.record, inst.burst_tokens_per_second.record
+        throttle, gap = inst.throttle_wait.record, inst.time_per_output_chunk.record
+        for series, r in batch:
+            attrs = series.attrs
+            if r.cost_usd is not None:
+                cost(r.cost_usd, attrs)
+            # Failed calls too: a call that exhausted its retries on 429s lost all of that time.
+            throttle(r.throttle_wait_s, attrs)
+            if r.tokens_per_second is not None:
+                tps(r.tokens_per_second, attrs)
+            if r.burst_tokens_per_second is not None:
+                burst(r.burst_tokens_per_second, attrs)
+            times = r.chunk_times
+            if times:
+                prev = times[0]
+                for t in times[1:]:
+                    gap(t - prev, attrs)
+                    prev = t
+
+    def _snapshot(self) -> list[_Series]:
+        self.record_deferred()
+        with self._lock:
+            return list(self._series.values())
+
+    def _observe_tokens(self, options: CallbackOptions) -> Iterator[Observation]:
+        for s in self._snapshot():
+            for i, n in enumerate(s.tokens):
+                if n is not None:
+                    yield Observation(n, s.typed[i])
+
+    def _latest_observer(self, index: int) -> Any:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(s.tokens[index], s.attrs) for s in self._snapshot() if s.tokens[index] is not None]
+
+        return observe
+
+    def _observe_cost(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(s.cost, s.attrs) for s in self._snapshot() if s.cost is not None]
+
+    def _observe_unpriced(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(s.unpriced, s.attrs) for s in self._snapshot() if s.unpriced]
+
+    def _observe_retries(self, options: CallbackOptions) -> Iterator[Observation]:
+        for s in self._snapshot():
+            for reason, n in list(s.retries.items()):
+                yield Observation(n, {**s.attrs, sc.RETRY_REASON: reason})
+
+    def _observe_headroom(self, options: CallbackOptions) -> Iterator[Observation]:
+        self.record_deferred()
+        with self._lock:
+            slots = [list(slot) for slot in self._headroom.values()]
+        for attrs, requests, tokens in slots:
+            if requests is not None:
+                yield Observation(requests, {**attrs, sc.RATELIMIT_KIND: "requests"})
+            if tokens is not None:
+                yield Observation(tokens, {**attrs, sc.RATELIMIT_KIND: "tokens"})
