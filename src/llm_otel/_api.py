@@ -7,15 +7,15 @@ import logging
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import Settings, load_settings
-from .providers import setup_providers
-from .runtime import Runtime
-from .sinks import UsageProcessor
-from .sinks.ledger import Ledger, default_path
-from .sinks.session import ModelTotals
-from .sinks.writer import Writer
+if TYPE_CHECKING:  # imported when first instrumenting: `import llm_otel` stays cheap
+    from .config import Settings
+    from .runtime import Runtime
+    from .sinks import UsageProcessor
+    from .sinks.ledger import Ledger
+    from .sinks.session import ModelTotals
+    from .sinks.writer import Writer
 
 log = logging.getLogger("llm_otel")
 _lock = threading.RLock()
@@ -32,6 +32,11 @@ def _build_runtime(
     settings: Settings, processors: list[UsageProcessor], on_alert: Any = None, **providers: Any
 ) -> Runtime:
     global _ledger, _budgets, _writer
+    from .providers import setup_providers
+    from .runtime import Runtime
+    from .sinks.ledger import Ledger, default_path
+    from .sinks.writer import Writer
+
     procs = list(processors)
     if settings.budgets or settings.ledger is not False:
         _writer = Writer()
@@ -52,6 +57,8 @@ def _build_runtime(
 def ensure_runtime() -> Runtime:
     """The current runtime, creating a default one (zero-code ``opentelemetry-instrument`` path)."""
     global _runtime
+    from .config import load_settings
+
     with _lock:
         if _runtime is None:
             _runtime = _build_runtime(load_settings(), [])
@@ -85,6 +92,7 @@ def instrument(
     docs/budgets.md.
     """
     global _runtime, _generation
+    from .config import load_settings
     from .instrumentors import SPECS, installed
 
     overrides = {

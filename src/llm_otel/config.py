@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from .budget.rules import NESTED as BUDGET_NESTED
-from .budget.rules import Budget
+if TYPE_CHECKING:
+    from .budget.rules import Budget
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -53,8 +53,9 @@ class Settings(BaseModel):
     latest_semconv: bool = False
     anthropic_native_spans: Literal["off", "child"] = "off"
     """The anthropic SDK's own spans: "off" (ours replace them) or "child" (kept, under ours)."""
-    budgets: list[Budget] = Field(default_factory=list)
-    """Spending / token budgets (see docs/budgets.md)."""
+    budgets: list[Any] = Field(default_factory=list)
+    """Spending / token budgets (``Budget`` objects, see docs/budgets.md). Validated by ``load_settings``
+    (the budget model loads only when budgets are configured)."""
     budget_state: bool | str = True
     """Budget state file shared by processes: True = default path under the user data dir; False = memory only."""
 
@@ -64,21 +65,6 @@ class Settings(BaseModel):
         if value is not None and not re.match(r"^https?://[^/\s]+", value):
             raise ValueError("must be an http:// or https:// URL, for example http://127.0.0.1:4318")
         return value.rstrip("/") if value else value
-
-    @field_validator("budgets", mode="wrap")
-    @classmethod
-    def _budgets(cls, value: Any, handler: Any) -> list[Budget]:
-        token = BUDGET_NESTED.set(True)
-        try:
-            budgets: list[Budget] = handler(value)
-        finally:
-            BUDGET_NESTED.reset(token)
-        seen: set[str] = set()
-        for budget in budgets:
-            if budget.name in seen:
-                raise ValueError(f"two budgets are named {budget.name!r}; names must be unique")
-            seen.add(budget.name)
-        return budgets
 
     @field_validator("metric_attributes")
     @classmethod
@@ -172,12 +158,16 @@ def _where(loc: tuple[Any, ...], data: dict[str, Any] | None, prefix: str | None
 
 
 def describe_errors(
-    exc: ValidationError, source: str, data: dict[str, Any] | None = None, prefix: str | None = None
+    exc: ValidationError,
+    source: str,
+    data: dict[str, Any] | None = None,
+    prefix: str | None = None,
+    loc_prefix: tuple[Any, ...] = (),
 ) -> str:
     """One line per validation error: source, field path, message, offending value."""
     lines = []
     for err in exc.errors():
-        where = _where(tuple(err["loc"]), data, prefix)
+        where = _where((*loc_prefix, *err["loc"]), data, prefix)
         value = err.get("input")
         shown = "" if isinstance(value, dict) else f" (got {value!r})"
         msg = err["msg"].removeprefix("Value error, ")
@@ -201,7 +191,30 @@ def load_settings(
         source = f"config file {file_name} / environment / instrument() arguments"
     merged.update(_from_env(env))
     merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    budgets = merged.pop("budgets", None)
     try:
-        return Settings.model_validate(merged)
+        settings = Settings.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(describe_errors(exc, source, merged)) from None
+    if budgets:
+        settings.budgets = validate_budgets(budgets, source)
+    return settings
+
+
+def validate_budgets(raw: Any, source: str) -> list[Budget]:
+    """Budgets from config data (dicts or ``Budget`` objects), validated; names must be unique."""
+    from .budget.rules import NESTED, Budget
+
+    token = NESTED.set(True)
+    try:
+        budgets: list[Budget] = TypeAdapter(list[Budget]).validate_python(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc, source, {"budgets": raw}, loc_prefix=("budgets",))) from None
+    finally:
+        NESTED.reset(token)
+    seen: set[str] = set()
+    for budget in budgets:
+        if budget.name in seen:
+            raise ConfigError(f"{source}: budgets: two budgets are named {budget.name!r}; names must be unique")
+        seen.add(budget.name)
+    return budgets

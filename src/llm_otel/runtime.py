@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from . import context as _context
 from .config import Settings
+from .context import current as _current_attribution
 from .core.pricing import PriceBook
 from .core.result import CallInfo, CallResult
 from .core.usage import Usage
@@ -52,7 +52,7 @@ class Runtime:
 
     @staticmethod
     def current_attribution() -> dict[str, str]:
-        return _context.current()
+        return _current_attribution()
 
     def cost(self, provider: str, model: str | None, usage: Usage | None) -> float | None:
         if usage is None:

@@ -96,7 +96,8 @@ class MetricsSink:
         self._lock = threading.Lock()
         self._series: dict[tuple[Any, ...], _Series] = {}
         self._headroom: dict[tuple[Any, ...], list[Any]] = {}  # key -> [attrs, requests, tokens]
-        self._deferred: list[tuple[_Series, CallResult]] = []
+        # (series, cost, throttle wait, tokens/s, burst, chunk times): values only, so no span is kept alive
+        self._deferred: list[tuple[Any, ...]] = []
         counter = meter.create_observable_counter
         counter(sc.METRIC_TOKENS, [self._observe_tokens], unit="{token}",
                 description="Tokens by type (input includes cache; output reasoning).")  # fmt: skip
@@ -180,7 +181,9 @@ class MetricsSink:
                     series.unpriced += 1
             for reason, n in r.retry_reasons:
                 series.retries[reason] = series.retries.get(reason, 0) + n
-            self._deferred.append((series, r))
+            self._deferred.append(
+                (series, r.cost_usd, r.throttle_wait_s, r.tokens_per_second, r.burst_tokens_per_second, r.chunk_times)
+            )
             backlog = len(self._deferred)
         if r.ratelimit_requests is not None or r.ratelimit_tokens is not None:
             self._set_headroom(r)
@@ -209,17 +212,15 @@ class MetricsSink:
         inst = self.instruments
         cost, tps, burst = inst.request_cost.record, inst.tokens_per_second.record, inst.burst_tokens_per_second.record
         throttle, gap = inst.throttle_wait.record, inst.time_per_output_chunk.record
-        for series, r in batch:
+        for series, usd, wait, rate, peak, times in batch:
             attrs = series.attrs
-            if r.cost_usd is not None:
-                cost(r.cost_usd, attrs)
-            # Failed calls too: a call that exhausted its retries on 429s lost all of that time.
-            throttle(r.throttle_wait_s, attrs)
-            if r.tokens_per_second is not None:
-                tps(r.tokens_per_second, attrs)
-            if r.burst_tokens_per_second is not None:
-                burst(r.burst_tokens_per_second, attrs)
-            times = r.chunk_times
+            if usd is not None:
+                cost(usd, attrs)
+            throttle(wait, attrs)  # failed calls too: a call that exhausted its retries on 429s lost all of it
+            if rate is not None:
+                tps(rate, attrs)
+            if peak is not None:
+                burst(peak, attrs)
             if times:
                 prev = times[0]
                 for t in times[1:]:
