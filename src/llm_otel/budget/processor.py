@@ -232,7 +232,8 @@ class BudgetProcessor:
                         crossed = (crossed or []) + found
             if deltas:
                 # Queued under the lock: the writer replays calls in the order they changed this view.
-                self._lane.put((now, record.trace_id, record.span_id, deltas))
+                span = record.span  # its context is formatted into ids on the writer, only if an alert needs them
+                self._lane.put((now, span.get_span_context() if span is not None else None, deltas))
         if crossed and record.span is not None:
             for alert in crossed:
                 with contextlib.suppress(Exception):
@@ -381,7 +382,7 @@ class BudgetProcessor:
         """
         out = Batch()
         per_key: dict[tuple[int, str], list[tuple[float, int, float, int]]] = {}  # now, bucket, amount, call no.
-        for n, (now, _trace, _span, deltas) in enumerate(batch):
+        for n, (now, _ctx, deltas) in enumerate(batch):
             for idx, group, bucket, amount, unpriced in deltas:
                 calls = per_key.get((idx, group))
                 if calls is None:
@@ -434,7 +435,7 @@ class BudgetProcessor:
                     if not decisions:
                         continue
                     passed = tuple(lbl for lbl, alert in decisions if not alert)
-                    _now, trace_id, span_id, _deltas = batch[n]
+                    trace_id, span_id = _ids(batch[n][1])
                     for label, alert in decisions:
                         fired[label] = win
                         inserted = store.fire(Fired(a.name, group, win, label, now, used, alert, pid))
@@ -722,6 +723,13 @@ class BudgetProcessor:
                 out.append({"budget": a.name, "group": group, "used": used, "limit": a.limit,
                             "utilization": used / a.limit, "fired": sorted(st.fired)})  # fmt: skip
         return out
+
+
+def _ids(ctx: Any) -> tuple[str | None, str | None]:
+    """A span context's trace and span ids in hex (None without a valid context)."""
+    if ctx is None or not ctx.is_valid:
+        return None, None
+    return f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
 
 
 def _resource_service(runtime: Any) -> str | None:
