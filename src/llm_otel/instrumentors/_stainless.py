@@ -63,6 +63,7 @@ class StainlessInstrumentor(LLMInstrumentor):
 
     # --- patching ------------------------------------------------------------------------------------------
     def patch(self) -> None:
+        self._servers: dict[int, tuple[Any, tuple[str | None, int | None]]] = {}
         base = f"{self.module}._base_client"
         p = self._patcher
         p.wrap(base, "SyncAPIClient.request", self._request_sync)
@@ -78,13 +79,19 @@ class StainlessInstrumentor(LLMInstrumentor):
         self._stream_types = (stream_mod.Stream, stream_mod.AsyncStream)
         self.extra_patches()
 
-    @staticmethod
-    def server_of(client: Any) -> tuple[str | None, int | None]:
+    def server_of(self, client: Any) -> tuple[str | None, int | None]:
+        """(host, port) of the client's base URL, cached per URL object (httpx parses them on every access)."""
         url = getattr(client, "_base_url", None) or getattr(client, "base_url", None)
         if url is None:
             return None, None
-        port = url.port or (443 if url.scheme == "https" else 80)
-        return url.host or None, port
+        hit = self._servers.get(id(url))
+        if hit is not None and hit[0] is url:
+            return hit[1]
+        server = url.host or None, url.port or (443 if url.scheme == "https" else 80)
+        if len(self._servers) > 256:
+            self._servers.clear()
+        self._servers[id(url)] = (url, server)
+        return server
 
     # --- start ---------------------------------------------------------------------------------------------
     def _start(self, client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
