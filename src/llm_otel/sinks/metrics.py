@@ -26,7 +26,7 @@ from .. import semconv as sc
 from ..core.result import CallResult
 
 SCOPE = "llm_otel"
-DEFERRED_MAX = 20_000  # calls whose deferred points wait for a collection; past this the queue drains at once
+DEFERRED_MAX = 5_000  # calls whose deferred points wait for a collection; past this the queue is recorded at once
 _SERIES_MAX = 2_000  # distinct attribute sets kept; past this new ones share one overflow series
 _KINDS = sc.TOKEN_TYPES  # input, output, cache_read, cache_write, reasoning (Usage field order)
 
