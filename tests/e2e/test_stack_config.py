@@ -76,26 +76,33 @@ class Instrument:
 @cache
 def instruments() -> tuple[Instrument, ...]:
     """Every instrument llm-otel creates (opt-in names included), read back from an in-memory SDK."""
+    from opentelemetry._logs import NoOpLoggerProvider
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import Gauge, Histogram, InMemoryMetricReader, Sum
+    from opentelemetry.trace import NoOpTracerProvider
 
+    from llm_otel.budget.processor import BudgetProcessor
+    from llm_otel.config import load_settings
     from llm_otel.core.result import CallResult
     from llm_otel.core.usage import Usage
-    from llm_otel.sinks.metrics import MetricsSink
+    from llm_otel.providers import Providers
+    from llm_otel.runtime import Runtime
 
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
     try:
-        # One call that exercises every metric (streamed, throttled, priced, with headroom), plus the budget ones.
-        sink = MetricsSink(provider, latest_semconv=True)
-        sink.on_usage(CallResult(
+        # One call that exercises every metric (streamed, throttled, priced, with headroom), through a runtime
+        # with a budget (utilization gauge, alert counter).
+        budgets = BudgetProcessor([{"name": "b", "limit": 1000, "unit": "tokens", "period": "daily"}], state=False)
+        settings = load_settings({"ledger": False}, env={"OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental"})
+        rt = Runtime(settings, Providers(NoOpTracerProvider(), provider, NoOpLoggerProvider()), [budgets])
+        rt.emit(CallResult(
             0.0, "openai", "chat", "m", "m", Usage(10, 5, 1, 1, 1), True, 0.01, 1.0, time_to_first_chunk_s=0.1,
             tokens_per_second=5.0, burst_tokens_per_second=9.0, throttle_wait_s=0.5, retries=1,
             retry_reasons=(("rate_limit", 1),), ratelimit_requests=1, ratelimit_tokens=1, chunk_times=(0.1, 0.2),
         ))  # fmt: skip
-        sink.on_usage(CallResult(0.0, "openai", "chat", "n", "n", Usage(1, 1), True, None, 1.0))  # unpriced
-        sink.instruments.budget_utilization.set(0.5)
-        sink.instruments.budget_alerts.add(1)
+        rt.emit(CallResult(0.0, "openai", "chat", "n", "n", Usage(1, 1), True, None, 1.0))  # unpriced
+        rt.instruments.budget_alerts.add(1)
         found = []
         for rm in reader.get_metrics_data().resource_metrics:
             for sm in rm.scope_metrics:

@@ -26,6 +26,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.metrics import CallbackOptions, Observation
+
 from .. import semconv as sc
 from ..core.result import CallInfo, UsageRecord
 from ..errors import BudgetExceeded
@@ -90,7 +92,6 @@ class BudgetProcessor:
         self._retry_s = retry_s
         self._batch = batch
         self._emitter = Emitter(on_alert)
-        self._gauge: Any = None
         self._lock = threading.Lock()
         self._states: dict[tuple[int, str], State] = {}
         self._marks: dict[str, Mark] = {}
@@ -130,7 +131,9 @@ class BudgetProcessor:
     def bind(self, runtime: Any) -> None:
         """Called by the runtime: telemetry instruments, logger and the service name for ``scope.service``."""
         self._emitter.bind(runtime)
-        self._gauge = runtime.instruments.budget_utilization
+        runtime.metrics.meter.create_observable_gauge(
+            sc.METRIC_BUDGET_UTILIZATION, [self._observe_utilization], unit="1",
+            description="Budget used / limit in the current window.")  # fmt: skip
         if self._service is None:
             self._service = runtime.settings.service_name or _resource_service(runtime)
         self._routes.clear()
@@ -483,7 +486,6 @@ class BudgetProcessor:
 
     def _absorb(self, result: Batch, now: float) -> None:
         """Fold a committed batch back into the in-memory view: shared totals in, own pending out."""
-        touched = []
         with self._lock:
             for (idx, group, bucket), w in result.writes.items():
                 st = self._states.get((idx, group))
@@ -501,8 +503,6 @@ class BudgetProcessor:
                 if st is None:
                     continue
                 self._sync(a, st, totals, result.fired[key], now)
-                touched.append((a, key[1], st.used))
-        self._set_gauges(touched)
 
     def _sync(self, a: Active, st: State, totals: Mapping[int, float], fired: Mapping[str, float],
               now: float) -> None:  # fmt: skip
@@ -524,14 +524,6 @@ class BudgetProcessor:
         if a.rolling is None:
             st.next_at = next_at(a, st.fired)
 
-    def _set_gauges(self, touched: Iterable[tuple[Active, str, float]]) -> None:
-        gauge = self._gauge
-        if gauge is None:
-            return
-        for a, group, used in touched:
-            with contextlib.suppress(Exception):
-                gauge.set(used / a.limit, a.attrs(group))
-
     def _refresh(self) -> None:
         """Re-read every budget's current window from the store (other processes' usage, resets)."""
         store = self._store
@@ -548,7 +540,6 @@ class BudgetProcessor:
                 store.rollback()
             self._degrade(exc)
             return
-        touched = []
         with self._lock:
             for a in self._active:
                 old, new = self._marks.get(a.name), marks.get(a.name)
@@ -581,8 +572,6 @@ class BudgetProcessor:
                             del self._states[key]
                         continue
                     self._sync(a, st, totals.get(key[1], {}), fired.get(key[1], {}), now)
-                    touched.append((a, key[1], st.used))
-        self._set_gauges(touched)
 
     def _maybe_prune(self) -> None:
         if time.monotonic() - self._last_prune < _PRUNE_EVERY_S:
@@ -707,8 +696,8 @@ class BudgetProcessor:
             log.debug("llm-otel: internal error in %s", where, exc_info=True)
 
     # --- introspection -------------------------------------------------------------------------------------
-    def snapshot(self) -> list[dict[str, Any]]:
-        """This process's view: one dict per (budget, group) with used, limit, utilization and fired."""
+    def _current(self) -> list[tuple[Active, str, State, float]]:
+        """(budget, group, state, used) for every (budget, group) with a current window, in budget order."""
         now = self._now()
         out = []
         with self._lock:
@@ -720,9 +709,17 @@ class BudgetProcessor:
                     used = st.used
                 else:
                     used, _ = self._rolling_used(a, st, now)
-                out.append({"budget": a.name, "group": group, "used": used, "limit": a.limit,
-                            "utilization": used / a.limit, "fired": sorted(st.fired)})  # fmt: skip
+                out.append((a, group, st, used))
         return out
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """This process's view: one dict per (budget, group) with used, limit, utilization and fired."""
+        return [{"budget": a.name, "group": group, "used": used, "limit": a.limit, "utilization": used / a.limit,
+                 "fired": sorted(st.fired)} for a, group, st, used in self._current()]  # fmt: skip
+
+    def _observe_utilization(self, options: CallbackOptions) -> list[Observation]:
+        """``llm_otel.budget.utilization`` at collection time: this process's view of each current window."""
+        return [Observation(used / a.limit, a.attrs(group)) for a, group, _st, used in self._current()]
 
 
 def _ids(ctx: Any) -> tuple[str | None, str | None]:

@@ -61,9 +61,6 @@ class Instruments:
                                             "Peak output rate over a 250 ms window of chunk arrivals.")  # fmt: skip
         self.throttle_wait = hist(sc.METRIC_THROTTLE_WAIT, "s", (0.0, *sc.DURATION_BUCKETS),
                                   "Time in the SDK's retry sleeps caused by 429s, per call.")  # fmt: skip
-        self.budget_utilization = meter.create_gauge(
-            sc.METRIC_BUDGET_UTILIZATION, unit="1", description="Budget used / limit in the current window."
-        )
         self.budget_alerts = meter.create_counter(
             sc.METRIC_BUDGET_ALERTS, unit="{alert}", description="Budget threshold alerts fired."
         )
@@ -90,7 +87,7 @@ class MetricsSink:
     """Records each call's metrics; see the module docstring."""
 
     def __init__(self, meter_provider: Any, metric_keys: tuple[str, ...] = (), latest_semconv: bool = False) -> None:
-        meter = meter_provider.get_meter(SCOPE, _version())
+        self.meter = meter = meter_provider.get_meter(SCOPE, _version())
         self.instruments = Instruments(meter, latest_semconv)
         self._keys = metric_keys
         self._lock = threading.Lock()
