@@ -6,38 +6,60 @@ the YAML file named by ``config_file=`` or ``LLM_OTEL_CONFIG``, defaults.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
-
 if TYPE_CHECKING:
+    from pydantic import TypeAdapter, ValidationError
+
     from .budget.rules import Budget
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+# Settings and ModelPrice are plain dataclasses validated by pydantic (which reads this), so that
+# ``instrument()`` with nothing to validate never imports pydantic: see docs/decisions.md, "Start-up".
+_FORBID_EXTRA = {"extra": "forbid"}
 
 
 class ConfigError(ValueError):
     """Invalid llm-otel configuration; the message names the field, the value and where it came from."""
 
 
-class ModelPrice(BaseModel):
+class _FieldError(ValueError):
+    """A check on one field that pydantic runs after type validation (``__post_init__``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelPrice:
     """A user price override in USD per million tokens. Missing cache prices fall back to ``input``."""
 
-    model_config = ConfigDict(extra="forbid")
-    input: float = Field(ge=0)
-    output: float = Field(ge=0)
-    cache_read: float | None = Field(default=None, ge=0)
-    cache_write: float | None = Field(default=None, ge=0)
+    __pydantic_config__ = _FORBID_EXTRA
+    input: float
+    output: float
+    cache_read: float | None = None
+    cache_write: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("input", "output", "cache_read", "cache_write"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise _FieldError(name, f"Input should be greater than or equal to 0 (got {value!r})")
 
 
-class Settings(BaseModel):
+@dataclasses.dataclass
+class Settings:
     """Everything llm-otel can be told. See docs/configuration.md."""
 
-    model_config = ConfigDict(extra="forbid")
+    __pydantic_config__ = _FORBID_EXTRA
 
     endpoint: str | None = None
     """OTLP/HTTP base endpoint (``http://host:4318``); None means no export (embedded ledger only)."""
@@ -46,33 +68,36 @@ class Settings(BaseModel):
     """True: default path under the user data dir; a string: that file; False: no ledger."""
     capture_content: bool = False
     inject_stream_usage: bool = True
-    metric_attributes: list[str] = Field(default_factory=list)
+    metric_attributes: list[str] = dataclasses.field(default_factory=list)
     """``llm_otel.context`` keys that may also go on metrics (they must be low-cardinality)."""
-    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    prices: dict[str, ModelPrice] = dataclasses.field(default_factory=dict)
     """Price overrides keyed by model name or ``provider:model``; they win over genai-prices."""
     latest_semconv: bool = False
     anthropic_native_spans: Literal["off", "child"] = "off"
     """The anthropic SDK's own spans: "off" (ours replace them) or "child" (kept, under ours)."""
-    budgets: list[Any] = Field(default_factory=list)
+    budgets: list[Any] = dataclasses.field(default_factory=list)
     """Spending / token budgets (``Budget`` objects, see docs/budgets.md). Validated by ``load_settings``
     (the budget model loads only when budgets are configured)."""
     budget_state: bool | str = True
     """Budget state file shared by processes: True = default path under the user data dir; False = memory only."""
 
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint_is_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL, for example http://127.0.0.1:4318")
-        return value.rstrip("/") if value else value
-
-    @field_validator("metric_attributes")
-    @classmethod
-    def _keys_are_identifiers(cls, value: list[str]) -> list[str]:
-        for key in value:
+    def __post_init__(self) -> None:
+        endpoint = self.endpoint
+        if endpoint is not None:
+            if not re.match(r"^https?://[^/\s]+", endpoint):
+                raise _FieldError("endpoint", "must be an http:// or https:// URL, for example "
+                                  f"http://127.0.0.1:4318 (got {endpoint!r})")  # fmt: skip
+            self.endpoint = endpoint.rstrip("/")
+        for key in self.metric_attributes:
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_.]*$", key):
-                raise ValueError(f"{key!r} is not a valid attribute key")
-        return value
+                raise _FieldError("metric_attributes", f"{key!r} is not a valid attribute key")
+
+
+@functools.cache
+def _settings_adapter() -> TypeAdapter[Settings]:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(Settings)
 
 
 def _env_bool(name: str, raw: str) -> bool:
@@ -167,10 +192,15 @@ def describe_errors(
     """One line per validation error: source, field path, message, offending value."""
     lines = []
     for err in exc.errors():
-        where = _where((*loc_prefix, *err["loc"]), data, prefix)
-        value = err.get("input")
+        loc, value = (*loc_prefix, *err["loc"]), err.get("input")
         shown = "" if isinstance(value, dict) else f" (got {value!r})"
         msg = err["msg"].removeprefix("Value error, ")
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, _FieldError):  # a dataclass check: name its field, its message says the value
+            loc, msg, shown = (*loc, cause.field), cause.message, ""
+        elif err["type"] == "unexpected_keyword_argument":  # pydantic's words for a dataclass: as for a model
+            msg = "Extra inputs are not permitted"
+        where = _where(loc, data, prefix)
         lines.append(f"{source}: {where}: {msg}{shown}")
     return "; ".join(lines)
 
@@ -192,10 +222,15 @@ def load_settings(
     merged.update(_from_env(env))
     merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
     budgets = merged.pop("budgets", None)
-    try:
-        settings = Settings.model_validate(merged)
-    except ValidationError as exc:
-        raise ConfigError(describe_errors(exc, source, merged)) from None
+    if not merged:
+        settings = Settings()  # nothing to validate: pydantic stays unloaded
+    else:
+        from pydantic import ValidationError
+
+        try:
+            settings = _settings_adapter().validate_python(merged)
+        except ValidationError as exc:
+            raise ConfigError(describe_errors(exc, source, merged)) from None
     if budgets:
         settings.budgets = validate_budgets(budgets, source)
     return settings
@@ -203,6 +238,8 @@ def load_settings(
 
 def validate_budgets(raw: Any, source: str) -> list[Budget]:
     """Budgets from config data (dicts or ``Budget`` objects), validated; names must be unique."""
+    from pydantic import TypeAdapter, ValidationError
+
     from .budget.rules import NESTED, Budget
 
     token = NESTED.set(True)
