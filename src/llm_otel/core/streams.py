@@ -24,6 +24,15 @@ from .call import Call
 Observer = Callable[[Call, Any], bool]
 
 
+def observed(observe: Observer, record: Call, item: Any) -> bool:
+    """Run a chunk observer; a fault in it is ours: logged once, and the chunk goes to the app unchanged."""
+    try:
+        return observe(record, item)
+    except Exception:
+        record.rt.report_internal_error("stream chunk observer")
+        return True
+
+
 def _gc_end(record: Call) -> None:
     if not sys.is_finalizing():
         record.finish(stream_end=sc.STREAM_GC)
@@ -67,7 +76,7 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         record, observe = self._self_record, self._self_observe
         try:
             for item in self.__wrapped__:
-                if observe(record, item):
+                if observed(observe, record, item):
                     yield item
         except GeneratorExit:
             record.finish(stream_end=sc.STREAM_CLIENT_CLOSED)
@@ -88,7 +97,7 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
             except BaseException as exc:
                 record.finish(exc, stream_end=sc.STREAM_ERROR)
                 raise
-            if observe(record, item):
+            if observed(observe, record, item):
                 return item
 
     def __enter__(self) -> SyncStreamProxy:
@@ -132,7 +141,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         record, observe = self._self_record, self._self_observe
         try:
             async for item in self.__wrapped__:
-                if observe(record, item):
+                if observed(observe, record, item):
                     yield item
         except BaseException as exc:
             if _cancelled(exc):
@@ -156,7 +165,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
                 else:
                     record.finish(exc, stream_end=sc.STREAM_ERROR)
                 raise
-            if observe(record, item):
+            if observed(observe, record, item):
                 return item
 
     async def __aenter__(self) -> AsyncStreamProxy:

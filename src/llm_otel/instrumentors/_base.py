@@ -18,7 +18,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from .. import semconv as sc
 from ..core.call import CURRENT, Call, use_span
-from ..core.streams import AsyncStreamProxy, SyncStreamProxy, _gc_end
+from ..core.streams import AsyncStreamProxy, SyncStreamProxy, _gc_end, observed
 
 log = logging.getLogger("llm_otel")
 
@@ -196,7 +196,7 @@ def observed_iter(start: Callable[[], Call | None], inner: Iterator[Any], observ
                 break
             finally:
                 CURRENT.reset(token)
-            observe(record, item)
+            observed(observe, record, item)
             yield item
     except GeneratorExit:
         end = sc.STREAM_CLIENT_CLOSED
@@ -231,7 +231,7 @@ async def observed_aiter(
                 break
             finally:
                 CURRENT.reset(token)
-            observe(record, item)
+            observed(observe, record, item)
             yield item
     except (GeneratorExit, asyncio.CancelledError):
         end = sc.STREAM_CLIENT_CLOSED
