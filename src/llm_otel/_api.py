@@ -34,7 +34,7 @@ def _build_runtime(
     global _ledger, _budgets, _writer
     from .providers import setup_providers
     from .runtime import Runtime
-    from .sinks.ledger import Ledger, default_path
+    from .sinks.ledger import Ledger
     from .sinks.writer import Writer
 
     procs = list(processors)
@@ -48,7 +48,7 @@ def _build_runtime(
                                    service_name=settings.service_name, writer=_writer)  # fmt: skip
         procs.insert(0, _budgets)
     if settings.ledger is not False:
-        path = default_path() if settings.ledger is True else Path(str(settings.ledger)).expanduser()
+        path = None if settings.ledger is True else Path(str(settings.ledger)).expanduser()
         _ledger = Ledger(path, service=settings.service_name, writer=_writer)
         procs.append(_ledger)
     return Runtime(settings, setup_providers(settings, **providers), procs)

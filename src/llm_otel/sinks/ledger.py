@@ -169,8 +169,8 @@ class Ledger:
     batch_max = 5_000
     max_backlog = MAX_BACKLOG
 
-    def __init__(self, path: str | Path, service: str | None = None, writer: Writer | None = None) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | Path | None, service: str | None = None, writer: Writer | None = None) -> None:
+        self._path = Path(path) if path is not None else None  # None: the default, resolved on first use
         self._service = service
         self._own_writer = writer is None
         self._writer = writer or Writer("llm-otel-ledger")
@@ -178,6 +178,13 @@ class Ledger:
         self._conn: sqlite3.Connection | None = None
         self._failed_at: float | None = None
         self.lost = 0  # rows that could not be written
+
+    @property
+    def path(self) -> Path:
+        """The ledger file (the default one under the user data dir unless another was given)."""
+        if self._path is None:
+            self._path = default_path()  # platformdirs is imported here, not at instrument()
+        return self._path
 
     @property
     def dropped(self) -> int:
