@@ -384,17 +384,30 @@ class BudgetProcessor:
         so each key's calls are replayed in their order; a key whose batch cannot reach anything is only summed.
         """
         out = Batch()
-        per_key: dict[tuple[int, str], list[tuple[float, int, float, int]]] = {}  # now, bucket, amount, call no.
-        for n, (now, _ctx, deltas) in enumerate(batch):
+        # Per (budget, group): [amount, first now, last now, lowest bucket, highest bucket, {bucket: amount}].
+        # Calls are replayed one by one only for keys that could reach a threshold (rare), not for every call.
+        per_key: dict[tuple[int, str], list[Any]] = {}
+        writes = out.writes
+        for now, _ctx, deltas in batch:
             for idx, group, bucket, amount, unpriced in deltas:
-                calls = per_key.get((idx, group))
-                if calls is None:
-                    per_key[(idx, group)] = [(now, bucket, amount, n)]
+                agg = per_key.get((idx, group))
+                if agg is None:
+                    per_key[(idx, group)] = [amount, now, now, bucket, bucket, {bucket: amount}]
                 else:
-                    calls.append((now, bucket, amount, n))
-                w = out.writes.get((idx, group, bucket))
+                    agg[0] += amount
+                    if now < agg[1]:
+                        agg[1] = now
+                    if now > agg[2]:
+                        agg[2] = now
+                    if bucket < agg[3]:
+                        agg[3] = bucket
+                    if bucket > agg[4]:
+                        agg[4] = bucket
+                    sums = agg[5]
+                    sums[bucket] = sums.get(bucket, 0.0) + amount
+                w = writes.get((idx, group, bucket))
                 if w is None:
-                    out.writes[(idx, group, bucket)] = [amount, 1.0, float(unpriced), 1.0]
+                    writes[(idx, group, bucket)] = [amount, 1.0, float(unpriced), 1.0]
                 else:
                     w[0] += amount
                     w[1] += 1
@@ -404,20 +417,22 @@ class BudgetProcessor:
         pid = os.getpid()
         store.begin()
         try:
-            for (idx, group), calls in per_key.items():
+            for (idx, group), agg in per_key.items():
                 a = self._active[idx]
                 if a.rolling is None:
-                    first = min(c[1] for c in calls)
+                    first = agg[3]
                     after, arm_after = first - 1, float(first)
                 else:
-                    first_now = min(c[0] for c in calls)
+                    first_now = agg[1]
                     after, arm_after = first_now - a.rolling - a.bucket_s, first_now - a.rolling
                 totals = out.totals[(idx, group)] = store.usage(a.name, group, after)
                 fired = out.fired[(idx, group)] = store.fired(a.name, group, arm_after)
-                if not self._could_fire(a, totals, fired, calls):
-                    for _now, bucket, amount, _n in calls:
+                if not self._could_fire(a, totals, fired, agg):
+                    for bucket, amount in agg[5].items():
                         totals[bucket] = totals.get(bucket, 0.0) + amount
                     continue
+                calls = [(now, bucket, amount, n) for n, (now, _ctx, deltas) in enumerate(batch)
+                         for i, g, bucket, amount, _u in deltas if i == idx and g == group]  # fmt: skip
                 for now, bucket, amount, n in calls:
                     total = totals[bucket] = totals.get(bucket, 0.0) + amount
                     if a.rolling is None:
@@ -456,15 +471,16 @@ class BudgetProcessor:
         out.alerts = [alert for _n, alert in alerts]
         return out
 
-    def _could_fire(self, a: Active, totals: Mapping[int, float], fired: Mapping[str, float],
-                    calls: list[tuple[float, int, float, int]]) -> bool:  # fmt: skip
-        """A cheap, conservative test: can any call of this batch reach a threshold or the projection?"""
-        upper = sum(totals.values()) + sum(c[2] for c in calls)  # no expiry, every bucket: an upper bound
+    def _could_fire(self, a: Active, totals: Mapping[int, float], fired: Mapping[str, float], agg: list[Any]) -> bool:
+        """A cheap, conservative test: can any call of this batch reach a threshold or the projection?
+        ``agg`` is the batch's [amount, first now, last now, lowest bucket, highest bucket, ...] for the key."""
+        amount, first_now, last_now, low, high = agg[0], agg[1], agg[2], agg[3], agg[4]
+        upper = sum(totals.values()) + amount  # no expiry, every bucket: an upper bound
         if a.rolling is not None:
             return upper >= a.first_at
-        bucket = calls[0][1]
-        if any(c[1] != bucket for c in calls):
+        if low != high:
             return True  # the batch spans windows: just replay it
+        bucket = low
         if upper >= next_at(a, {k: v for k, v in fired.items() if v >= bucket}):
             return True
         if not a.forecast or fired.get(PROJECTED, NEG) >= bucket:
@@ -472,9 +488,8 @@ class BudgetProcessor:
         start, end = float(bucket), self._window_end(a, bucket)
         mark = self._marks.get(a.name)
         since = max(start, mark.since) if mark is not None else start
-        earliest = max(min(c[0] for c in calls), since + a.budget.forecast_after * (end - since))
-        latest = max(c[0] for c in calls)
-        return latest >= earliest and earliest > since and upper * (end - since) > a.limit * (earliest - since)
+        earliest = max(first_now, since + a.budget.forecast_after * (end - since))
+        return last_now >= earliest and earliest > since and upper * (end - since) > a.limit * (earliest - since)
 
     def _window_end(self, a: Active, bucket: int) -> float:
         end = self._ends.get((a.idx, bucket))
