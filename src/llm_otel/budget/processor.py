@@ -71,7 +71,7 @@ class BudgetProcessor:
         refresh_s: float = 0.5,
         retry_s: float = 30.0,
         busy_timeout_s: float = 5.0,
-        commit_every_s: float = 0.05,
+        commit_every_s: float = 0.25,
         batch: int = 4096,
         writer: Writer | None = None,
     ) -> None:
