@@ -175,8 +175,8 @@ def flush(timeout: float = 10.0) -> None:
         _writer.flush(timeout)
     if _runtime is not None:
         for proc in _runtime.processors:  # processors given to instrument() with writers of their own
-            if hasattr(proc, "flush"):
-                proc.flush(timeout)
+            if proc is not _ledger and proc is not _budgets and hasattr(proc, "flush"):
+                proc.flush(timeout)  # (the ledger and budgets built here use _writer, flushed above)
         providers = _runtime.providers
         for provider in (providers.tracer_provider, providers.meter_provider, providers.logger_provider):
             try:
