@@ -47,6 +47,29 @@ def test_instrument_before_import_patches_lazily(sim: Any, tmp_path: Path) -> No
     assert [r["input_tokens"] for r in ledger.read_rows(db)] == [12]
 
 
+def test_instrument_before_import_of_a_namespace_package_sdk(sim: Any, tmp_path: Path) -> None:
+    """``mistralai`` has no ``__init__.py``: the import hook must still fire when it is imported later."""
+    db = tmp_path / "ledger.db"
+    proc = _run_script(
+        f"""
+        import sys, llm_otel
+        llm_otel.instrument(ledger={str(db)!r})
+        assert "wrapt" not in sys.modules, "instrument() must not load wrapt before an SDK is imported"
+        from mistralai.client import Mistral
+        import mistralai, importlib.resources
+        assert type(mistralai.__loader__).__name__ == "NamespaceLoader", mistralai.__loader__
+        assert importlib.resources.files("mistralai").is_dir()
+        Mistral(api_key="x", server_url={sim.base_url!r}).chat.complete(
+            model="mistral-small-latest", messages=[{{"role": "user", "content": "hi"}}])
+        llm_otel.flush()
+        print("CALLS", sum(t.calls for t in llm_otel.session_usage().values()))
+        """,
+        tmp_path,
+    )
+    assert "CALLS 1" in proc.stdout
+    assert [r["provider"] for r in ledger.read_rows(db)] == ["mistral_ai"]
+
+
 def test_uninstrument_restores_originals_and_twice_is_harmless(sim: Any, tmp_path: Path) -> None:
     originals = {
         name: base.SyncAPIClient.__dict__[name] for name in ("request", "_sleep_for_retry", "_process_response")

@@ -93,6 +93,7 @@ def instrument(
     """
     global _runtime, _generation
     from .config import load_settings
+    from .importhook import when_imported
     from .instrumentors import SPECS, installed
 
     overrides = {
@@ -121,9 +122,7 @@ def instrument(
             if sdk in sys.modules:
                 _activate(module, name)
             else:  # patched when (if ever) the app imports it
-                import wrapt
-
-                wrapt.register_post_import_hook(functools.partial(_on_sdk_import, module, name, _generation), sdk)
+                when_imported(sdk, functools.partial(_on_sdk_import, module, name, _generation))
         _active.append(True)
         return _runtime
 

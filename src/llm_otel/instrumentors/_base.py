@@ -19,6 +19,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from .. import semconv as sc
 from ..core.call import CURRENT, Call, use_span
 from ..core.streams import AsyncStreamProxy, SyncStreamProxy, _gc_end, observed
+from ..importhook import when_imported
 
 log = logging.getLogger("llm_otel")
 
@@ -88,7 +89,7 @@ class LLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         self._active = True
         if not self._hooked:
             self._hooked = True
-            wrapt.register_post_import_hook(self._on_import, self.module)
+            when_imported(self.module, self._on_import)
         elif self.module in sys.modules:  # re-instrumented after uninstrument(): the hook won't fire again
             self._on_import(None)
 
