@@ -21,7 +21,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from .rules import (
     scope_matches,
 )
 from .store import Fired, Mark, MemoryStore, SqliteStore, Store, classify, default_path
-from .view import INF, NEG, Active, Batch, State, decide, next_at, token_sum
+from .view import INF, NEG, Active, Batch, Route, Segment, State, amount_of, decide, next_at, token_sum
 
 log = logging.getLogger("llm_otel.budget")
 
@@ -83,7 +83,7 @@ class BudgetProcessor:
         for a in self._active:
             if a.tokens:
                 a.token_set = self._token_sets.index(a.token_fields)
-        self._routes: dict[tuple[Any, ...], tuple[tuple[Active, str, tuple[int, str]], ...]] = {}
+        self._routes: dict[tuple[Any, ...], Route] = {}
         self._ends: dict[tuple[int, int], float] = {}  # (budget, window start) -> window end
         self._now: Callable[[], float] = (lambda: clock().timestamp()) if clock is not None else time.time
         self._service = service_name
@@ -139,8 +139,7 @@ class BudgetProcessor:
         self._routes.clear()
 
     # --- hot path ----------------------------------------------------------------------------------------------
-    def _route(self, provider: str, operation: str, model: str | None, attrs: Mapping[str, str]
-               ) -> tuple[tuple[Active, str, tuple[int, str]], ...]:  # fmt: skip
+    def _route(self, provider: str, operation: str, model: str | None, attrs: Mapping[str, str]) -> Route:
         """The budgets a call counts toward, each with its group and state key; cached by the call's properties."""
         key = (provider, operation, model, tuple(map(attrs.get, self._ctx_keys)) if self._ctx_keys else ())
         route = self._routes.get(key)
@@ -151,7 +150,7 @@ class BudgetProcessor:
                 for a in self._active
                 if not a.matchers or scope_matches(a.matchers, provider, operation, model, service, attrs)
             ]
-            route = tuple((a, group, (a.idx, group)) for a, group in groups)
+            route = Route(tuple((a, group, (a.idx, group)) for a, group in groups))
             if len(self._routes) >= _ROUTES_MAX:
                 self._routes.clear()
             self._routes[key] = route
@@ -163,7 +162,7 @@ class BudgetProcessor:
             return
         self._writer.start()  # keeps this process's view of the shared totals fresh
         now = self._now()
-        for a, group, key in self._route(info.provider, info.operation, info.request_model, info.attributes):
+        for a, group, key in self._route(info.provider, info.operation, info.request_model, info.attributes).entries:
             if not a.block:
                 continue
             st = self._states.get(key)
@@ -186,29 +185,33 @@ class BudgetProcessor:
         if usage is None:
             return
         route = self._route(record.provider, record.operation, record.request_model, record.attributes)
-        if not route:
+        if not route.entries:
             return
         now = self._now()
         cost = record.cost_usd
-        tokens = [token_sum(usage, fields) for fields in self._token_sets] if self._token_sets else None
-        deltas: list[tuple[int, str, int, float, int]] = []
+        tokens = tuple(token_sum(usage, fields) for fields in self._token_sets) if self._token_sets else ()
         crossed: list[BudgetAlert] | None = None
         with self._lock:
-            for a, group, key in route:
-                unpriced = 0
-                if a.tokens:
-                    amount = tokens[a.token_set]  # type: ignore[index]
-                    if amount is None:
-                        continue
-                elif cost is not None:
-                    amount = cost
-                else:
-                    amount, unpriced = 0.0, 1  # counted as an unpriced call; adds nothing to a USD budget
+            seg = route.segment
+            if seg is not None and not seg.start <= now < seg.end:
+                seg = None
+            entries: list[tuple[Active, str, int]] | None = [] if seg is None else None
+            start, end = NEG, INF
+            for a, group, key in route.entries:
+                amount = tokens[a.token_set] if a.tokens else (cost if cost is not None else 0.0)
                 st = self._states.get(key)
+                if amount is None:  # this call reported none of the budget's token types
+                    if entries is not None:
+                        w_start, w_end, bucket = self._bucket_at(a, st, now)
+                        entries.append((a, group, bucket))
+                        start, end = max(start, w_start), min(end, w_end)
+                    continue
                 if a.rolling is None:
                     if st is None or not st.start <= now < st.end:
                         st = self._new_state(a, key, now)
                     bucket = int(st.start)
+                    if entries is not None:
+                        start, end = max(start, st.start), min(end, st.end)
                 else:
                     if st is None:
                         st = self._new_state(a, key, now)
@@ -216,6 +219,10 @@ class BudgetProcessor:
                     if bucket != st.bucket:
                         st.bucket = bucket
                         self._expire(a, st, now)
+                    if entries is not None:
+                        start, end = max(start, bucket), min(end, bucket + a.bucket_s)
+                if entries is not None:
+                    entries.append((a, group, bucket))
                 p = st.pending.get(bucket)
                 if p is None:
                     st.pending[bucket] = [amount, 1]
@@ -223,7 +230,6 @@ class BudgetProcessor:
                     p[0] += amount
                     p[1] += 1
                 st.used += amount
-                deltas.append((a.idx, group, bucket, amount, unpriced))
                 if st.used >= st.next_at or (
                     a.forecast
                     and now >= st.fc_from
@@ -233,14 +239,25 @@ class BudgetProcessor:
                     found = self._cross_locally(a, st, group, now, record)
                     if found:
                         crossed = (crossed or []) + found
-            if deltas:
-                # Queued under the lock: the writer replays calls in the order they changed this view.
-                span = record.span  # its context is formatted into ids on the writer, only if an alert needs them
-                self._lane.put((now, span.get_span_context() if span is not None else None, deltas))
+            if entries is not None:
+                seg = route.segment = Segment(tuple(entries), start, end)
+            # Queued under the lock: the writer replays calls in the order they changed this view.
+            span = record.span  # its context is formatted into ids on the writer, only if an alert needs them
+            self._lane.put((now, span.get_span_context() if span is not None else None, seg, cost, tokens))
         if crossed and record.span is not None:
             for alert in crossed:
                 with contextlib.suppress(Exception):
                     record.span.add_event(sc.BUDGET_ALERT_EVENT, alert.attributes())
+
+    def _bucket_at(self, a: Active, st: State | None, now: float) -> tuple[float, float, int]:
+        """(from, until, bucket): the bucket a call at ``now`` counts into for ``a``, and how long that holds."""
+        if a.rolling is not None:
+            bucket = int(now // a.bucket_s) * a.bucket_s
+            return bucket, bucket + a.bucket_s, bucket
+        if st is not None and st.start <= now < st.end:
+            return st.start, st.end, int(st.start)
+        w_start, w_end = calendar_window(a.budget.period, a.budget.tz, now)
+        return w_start, w_end, int(w_start)
 
     def _new_state(self, a: Active, key: tuple[int, str], now: float) -> State:
         if a.rolling is None:
@@ -388,31 +405,50 @@ class BudgetProcessor:
         # Calls are replayed one by one only for keys that could reach a threshold (rare), not for every call.
         per_key: dict[tuple[int, str], list[Any]] = {}
         writes = out.writes
-        for now, _ctx, deltas in batch:
-            for idx, group, bucket, amount, unpriced in deltas:
-                agg = per_key.get((idx, group))
+        # Per segment: [first now, last now, calls, cost, unpriced calls, token sums, calls reporting them].
+        per_seg: dict[Segment, list[Any]] = {}
+        k = len(self._token_sets)
+        for now, _ctx, seg, cost, tokens in batch:
+            s = per_seg.get(seg)
+            if s is None:
+                s = per_seg[seg] = [now, now, 0, 0.0, 0, [0] * k, [0] * k]
+            s[1] = now
+            s[2] += 1
+            if cost is None:
+                s[4] += 1
+            else:
+                s[3] += cost
+            for i, n in enumerate(tokens):
+                if n is not None:
+                    s[5][i] += n
+                    s[6][i] += 1
+        for seg, (first, last, calls, cost_sum, unpriced, tok_sums, tok_calls) in per_seg.items():
+            for a, group, bucket in seg.entries:
+                if a.tokens:
+                    amount, n, unpriced_n = tok_sums[a.token_set], tok_calls[a.token_set], 0
+                    if not n:
+                        continue
+                else:
+                    amount, n, unpriced_n = cost_sum, calls, unpriced
+                agg = per_key.get((a.idx, group))
                 if agg is None:
-                    per_key[(idx, group)] = [amount, now, now, bucket, bucket, {bucket: amount}]
+                    per_key[(a.idx, group)] = [amount, first, last, bucket, bucket, {bucket: amount}]
                 else:
                     agg[0] += amount
-                    if now < agg[1]:
-                        agg[1] = now
-                    if now > agg[2]:
-                        agg[2] = now
-                    if bucket < agg[3]:
-                        agg[3] = bucket
-                    if bucket > agg[4]:
-                        agg[4] = bucket
+                    agg[1] = min(agg[1], first)
+                    agg[2] = max(agg[2], last)
+                    agg[3] = min(agg[3], bucket)
+                    agg[4] = max(agg[4], bucket)
                     sums = agg[5]
                     sums[bucket] = sums.get(bucket, 0.0) + amount
-                w = writes.get((idx, group, bucket))
+                w = writes.get((a.idx, group, bucket))
                 if w is None:
-                    writes[(idx, group, bucket)] = [amount, 1.0, float(unpriced), 1.0]
+                    writes[(a.idx, group, bucket)] = [amount, float(n), float(unpriced_n), float(n)]
                 else:
                     w[0] += amount
-                    w[1] += 1
-                    w[2] += unpriced
-                    w[3] += 1
+                    w[1] += n
+                    w[2] += unpriced_n
+                    w[3] += n
         alerts: list[tuple[int, BudgetAlert]] = []
         pid = os.getpid()
         store.begin()
@@ -431,9 +467,7 @@ class BudgetProcessor:
                     for bucket, amount in agg[5].items():
                         totals[bucket] = totals.get(bucket, 0.0) + amount
                     continue
-                calls = [(now, bucket, amount, n) for n, (now, _ctx, deltas) in enumerate(batch)
-                         for i, g, bucket, amount, _u in deltas if i == idx and g == group]  # fmt: skip
-                for now, bucket, amount, n in calls:
+                for now, bucket, amount, n in self._calls_of(batch, a, group):
                     total = totals[bucket] = totals.get(bucket, 0.0) + amount
                     if a.rolling is None:
                         used = total
@@ -470,6 +504,17 @@ class BudgetProcessor:
         alerts.sort(key=lambda pair: pair[0])  # in call order across keys
         out.alerts = [alert for _n, alert in alerts]
         return out
+
+    @staticmethod
+    def _calls_of(batch: list[Any], a: Active, group: str) -> Iterator[tuple[float, int, float, int]]:
+        """(now, bucket, amount, position in the batch) of each call in ``batch`` that counts toward (a, group)."""
+        for n, (now, _ctx, seg, cost, tokens) in enumerate(batch):
+            hit = seg.buckets.get(a.idx)
+            if hit is None or hit[0] != group:
+                continue
+            amount, _unpriced = amount_of(a, cost, tokens)
+            if amount is not None:
+                yield now, hit[1], amount, n
 
     def _could_fire(self, a: Active, totals: Mapping[int, float], fired: Mapping[str, float], agg: list[Any]) -> bool:
         """A cheap, conservative test: can any call of this batch reach a threshold or the projection?

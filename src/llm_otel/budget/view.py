@@ -91,6 +91,40 @@ class State:
         self.used = used
 
 
+class Segment:
+    """The budgets one route of calls counts toward, each with the bucket (window) it counts into, valid for
+    calls made in ``[start, end)``. A call queues its segment and its amounts, not one delta per budget: the
+    writer sums a batch per segment (a few additions per call) and spreads the sums over the budgets."""
+
+    __slots__ = ("buckets", "end", "entries", "start")
+
+    def __init__(self, entries: tuple[tuple[Active, str, int], ...], start: float, end: float) -> None:
+        self.entries = entries  # (budget, group, bucket)
+        self.buckets = {a.idx: (group, bucket) for a, group, bucket in entries}
+        self.start = start
+        self.end = end
+
+
+class Route:
+    """The budgets calls with the same provider, operation, model and context keys count toward."""
+
+    __slots__ = ("entries", "segment")
+
+    def __init__(self, entries: tuple[tuple[Active, str, tuple[int, str]], ...]) -> None:
+        self.entries = entries  # (budget, group, state key)
+        self.segment: Segment | None = None
+
+
+def amount_of(a: Active, cost: float | None, tokens: Any) -> tuple[float | None, int]:
+    """What one call adds to budget ``a`` (None: nothing, its token types were not reported), and whether it
+    is an unpriced call (counted, adding nothing to a USD budget)."""
+    if a.tokens:
+        return tokens[a.token_set], 0
+    if cost is not None:
+        return cost, 0
+    return 0.0, 1
+
+
 @dataclass(slots=True)
 class Batch:
     totals: dict[tuple[int, str], dict[int, float]] = field(default_factory=dict)
