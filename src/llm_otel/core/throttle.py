@@ -54,6 +54,10 @@ def header_int(headers: Any, name: str) -> int | None:
     if value is None:
         return None
     try:
-        return int(float(value))
+        return int(value)  # the usual form; "1e3" or "99.0" fall through to float
     except ValueError:
+        pass
+    try:
+        return int(float(value))
+    except (ValueError, OverflowError):
         return None

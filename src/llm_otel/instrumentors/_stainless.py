@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import json
 import weakref
 from collections.abc import Callable
@@ -72,9 +73,6 @@ class StainlessInstrumentor(LLMInstrumentor):
         p.wrap(base, "AsyncAPIClient._sleep_for_retry", stainless_sleep_async)
         p.wrap(base, "SyncAPIClient._process_response", self._process_response)
         p.wrap(base, "AsyncAPIClient._process_response", self._process_response)
-        p.wrap(f"{self.module}._legacy_response", "LegacyAPIResponse.parse", self._parse_sync, optional=True)
-        p.wrap(f"{self.module}._response", "APIResponse.parse", self._parse_sync)
-        p.wrap(f"{self.module}._response", "AsyncAPIResponse.parse", self._parse_async)
         stream_mod = __import__(f"{self.module}._streaming", fromlist=["Stream"])
         self._stream_types = (stream_mod.Stream, stream_mod.AsyncStream)
         self.extra_patches()
@@ -176,6 +174,7 @@ class StainlessInstrumentor(LLMInstrumentor):
         if http_response is not None:
             http_response._llm_otel_record = record
             self._hook_raw_body(http_response, record, stream)
+            self._hook_parse(result)
         weakref.finalize(result, _gc_end, record).atexit = False
         return result
 
@@ -215,11 +214,27 @@ class StainlessInstrumentor(LLMInstrumentor):
             self.rt.report_internal_error(f"{self.module} raw response parse")
         return result
 
-    def _parse_sync(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        return self._after_parse(instance, wrapped(*args, **kwargs))
+    def _hook_parse(self, response: Any) -> None:
+        """Observe what the app's later ``response.parse()`` returns (raw and streaming-response modes).
 
-    async def _parse_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        return self._after_parse(instance, await wrapped(*args, **kwargs))
+        Hooked on this response object only: the SDK parses every ordinary response through the same
+        method, and a class-level hook would cost every call a wrapper for the rare raw one."""
+        original = getattr(response, "parse", None)
+        if original is None:
+            return
+        if inspect.iscoroutinefunction(original):
+
+            async def parse(*args: Any, **kwargs: Any) -> Any:
+                return self._after_parse(response, await original(*args, **kwargs))
+        else:
+
+            def parse(*args: Any, **kwargs: Any) -> Any:
+                return self._after_parse(response, original(*args, **kwargs))
+
+        try:
+            response.parse = parse
+        except (AttributeError, TypeError):
+            log.debug("cannot hook parse on %r", response)
 
     def _hook_raw_body(self, http_response: Any, record: Call, stream: bool) -> None:
         """End the call when a raw response's body has been read (its usage counts, whether or not the user

@@ -183,13 +183,14 @@ class MetricsSink:
             )
             backlog = len(self._deferred)
         if r.ratelimit_requests is not None or r.ratelimit_tokens is not None:
-            self._set_headroom(r)
+            # Headroom belongs to the account and server, not to a tenant or an error: no context keys.
+            self._set_headroom(r, series if not self._keys and r.error_type is None else None)
         if backlog >= DEFERRED_MAX:
             self.record_deferred()
 
-    def _set_headroom(self, r: CallResult) -> None:
-        # Headroom belongs to the account and server, not to a tenant: no context keys here.
-        series = self._series_for(r, with_context=False)
+    def _set_headroom(self, r: CallResult, series: _Series | None) -> None:
+        if series is None:
+            series = self._series_for(r, with_context=False)
         with self._lock:
             slot = self._headroom.get(id(series))
             if slot is None:
