@@ -99,6 +99,15 @@ def from_anthropic_delta(raw: Any) -> Usage | None:
     return full
 
 
+_CLOUD_CLIENTS = (
+    ("AnthropicBedrock", sc.PROVIDER_BEDROCK),
+    ("AsyncAnthropicBedrock", sc.PROVIDER_BEDROCK),
+    ("AnthropicVertex", sc.PROVIDER_VERTEX_AI),
+    ("AsyncAnthropicVertex", sc.PROVIDER_VERTEX_AI),
+)
+_PROVIDER_BY_TYPE: dict[type, str] = {}
+
+
 class AnthropicInstrumentor(StainlessInstrumentor):
     """Instruments the ``anthropic`` package."""
 
@@ -110,6 +119,16 @@ class AnthropicInstrumentor(StainlessInstrumentor):
         "anthropic-ratelimit-requests-remaining",
         "anthropic-ratelimit-tokens-remaining",
     )
+
+    def provider_for(self, client: Any) -> str:
+        """``aws.bedrock`` / ``gcp.vertex_ai`` for the Bedrock and Vertex clients: the spend is billed there."""
+        cls = type(client)
+        name = _PROVIDER_BY_TYPE.get(cls)
+        if name is None:
+            names = {c.__name__ for c in cls.__mro__}
+            name = next((p for client_name, p in _CLOUD_CLIENTS if client_name in names), self.provider_name)
+            _PROVIDER_BY_TYPE[cls] = name
+        return name
 
     def apply_response(self, record: Call, body: Any) -> None:
         apply_message(record, body)

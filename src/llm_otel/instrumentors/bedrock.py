@@ -11,6 +11,8 @@ another instrumented call is in progress belongs to that call (see docs/decision
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import time
 from typing import Any, ClassVar
@@ -50,6 +52,36 @@ def usage_from_headers(headers: dict[str, str]) -> Usage | None:
     })  # fmt: skip
 
 
+_REASON_KEYS = ("stop_reason", "stopReason", "finish_reason", "completionReason", "finishReason")
+_NESTED_KEYS = ("delta", "messageStop")  # Anthropic's message_delta, Nova's stream end
+_LIST_KEYS = ("results", "generations", "outputs", "choices", "completions")  # Titan, Cohere, Mistral, AI21
+
+
+def finish_reasons_of(data: Any) -> list[str] | None:
+    """The finish reasons in a model-native invoke body or stream chunk, whatever the model family: Claude
+    and Llama (``stop_reason``), Nova (``stopReason``), Titan (``results[].completionReason``), Cohere
+    (``finish_reason`` / ``generations[]``), Mistral (``outputs[]``), AI21 (``choices[]``, ``completions[]``)."""
+    if not isinstance(data, dict):
+        return None
+    for key in _REASON_KEYS:
+        value = data.get(key)
+        if isinstance(value, dict):  # AI21 Jurassic: {"finishReason": {"reason": "endoftext"}}
+            value = value.get("reason")
+        if isinstance(value, str) and value:
+            return [value]
+    for key in _NESTED_KEYS:
+        found = finish_reasons_of(data.get(key))
+        if found:
+            return found
+    for key in _LIST_KEYS:
+        items = data.get(key)
+        if isinstance(items, list):
+            found = [r for item in items for r in (finish_reasons_of(item) or ())]
+            if found:
+                return found
+    return None
+
+
 def observe_converse_event(record: Call, event: Any) -> bool:
     """One ConverseStream event: ``{"contentBlockDelta": {...}}``, ``{"metadata": {"usage": ...}}``, ..."""
     if "contentBlockDelta" in event:
@@ -78,7 +110,14 @@ def observe_invoke_chunk(record: Call, event: Any) -> bool:
     except ValueError:
         return True
     kind = data.get("type")
-    if kind == "content_block_delta" or data.get("outputText") or data.get("generation"):
+    if (
+        kind == "content_block_delta"
+        or "contentBlockDelta" in data  # Nova
+        or data.get("outputText")  # Titan
+        or data.get("generation")  # Llama
+        or data.get("outputs")  # Mistral
+        or (data.get("text") and not data.get("is_finished"))  # Cohere command
+    ):
         record.output_chunk()
     metrics = data.get("amazon-bedrock-invocationMetrics")
     if metrics:
@@ -91,9 +130,10 @@ def observe_invoke_chunk(record: Call, event: Any) -> bool:
         if usage is not None:
             record.usage = usage
             record.usage_complete = True
-    reason = (data.get("delta") or {}).get("stop_reason") if kind == "message_delta" else None
-    if reason:
-        record.finish_reasons = [reason]
+    if kind != "message_start":  # (its message carries stop_reason: null)
+        reasons = finish_reasons_of(data)
+        if reasons:
+            record.finish_reasons = reasons
     return True
 
 
@@ -166,8 +206,23 @@ class BedrockInstrumentor(LLMInstrumentor):
                 record.usage_complete = True
             if result.get("stopReason"):
                 record.finish_reasons = [result["stopReason"]]
+            elif operation == "InvokeModel":
+                self._read_body(record, result)
             record.finish()
         return result
+
+    def _read_body(self, record: Call, result: dict[str, Any]) -> None:
+        """Read invoke_model's body now for its finish reasons and put an unread copy in its place (the
+        body is the model's JSON; its token counts came in the headers)."""
+        body = result.get("body")
+        if body is None or not hasattr(body, "read"):
+            return
+        from botocore.response import StreamingBody
+
+        raw = body.read()
+        result["body"] = StreamingBody(io.BytesIO(raw), len(raw))
+        with contextlib.suppress(ValueError):  # not JSON (an image model's bytes): no finish reason
+            record.finish_reasons = finish_reasons_of(json.loads(raw)) or record.finish_reasons
 
     def _needs_retry(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         record = CURRENT.get()

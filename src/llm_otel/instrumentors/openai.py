@@ -38,9 +38,9 @@ def apply_openai_response(record: Call, body: Any) -> None:
 
 def observe_chat_chunk(record: Call, chunk: Any) -> bool:
     """Chat / legacy completions chunk. Returns False for the usage chunk we injected."""
-    if record.response_model is None:
-        record.response_model = getattr(chunk, "model", None)
-        record.response_id = getattr(chunk, "id", None)
+    if not record.response_model:  # Azure's first chunk (content filter results) has model "" and id ""
+        record.response_model = getattr(chunk, "model", None) or None
+        record.response_id = getattr(chunk, "id", None) or record.response_id
     choices = chunk.choices
     usage = getattr(chunk, "usage", None)
     if usage is not None:
@@ -51,22 +51,30 @@ def observe_chat_chunk(record: Call, chunk: Any) -> bool:
     if choices:
         output = False
         for choice in choices:
-            delta = getattr(choice, "delta", None)
-            if delta is not None:
-                text = delta.content
-                if text or delta.tool_calls or getattr(delta, "refusal", None):
-                    output = True
-                    if text and record.output_text is not None:
-                        record.output_text.append(text)
+            delta = getattr(choice, "delta", None)  # legacy completions have none, or `{}` from some servers
+            if delta is not None and (field(delta, "content") or field(delta, "tool_calls") or field(delta, "refusal")):
+                output = True
+                text = field(delta, "content")
+                if text and record.output_text is not None:
+                    record.output_text.append(text)
             elif getattr(choice, "text", None):  # legacy completions
                 output = True
                 if record.output_text is not None:
                     record.output_text.append(choice.text)
             if choice.finish_reason:
-                record.finish_reasons = [choice.finish_reason]
+                _finish_reason(record, getattr(choice, "index", 0), choice.finish_reason)
         if output:
             record.output_chunk()
     return True
+
+
+def _finish_reason(record: Call, index: Any, reason: str) -> None:
+    """One finish reason per choice (``n > 1``), in choice order."""
+    extra = record.extra if record.extra is not None else {}
+    by_index = extra.setdefault("finish_reasons", {})
+    by_index[index if isinstance(index, int) else len(by_index)] = reason
+    record.extra = extra
+    record.finish_reasons = [by_index[i] for i in sorted(by_index)]
 
 
 def observe_responses_event(record: Call, event: Any) -> bool:
