@@ -123,6 +123,52 @@ def _cancelled(exc: BaseException) -> bool:
     return isinstance(exc, GeneratorExit) or (cls.__name__ == "CancelledError" and cls.__module__.startswith("asyncio"))
 
 
+async def _next_chunk(proxy: AsyncStreamProxy, iterator: Any) -> Any:
+    """The next chunk the app sees from ``iterator``, observed; ends the record on the stream's end."""
+    record, observe = proxy._self_record, proxy._self_observe
+    while True:
+        try:
+            item = await iterator.__anext__()
+        except StopAsyncIteration:
+            record.finish(stream_end=sc.STREAM_COMPLETED)
+            raise
+        except BaseException as exc:
+            if _cancelled(exc):
+                record.finish(stream_end=sc.STREAM_CLIENT_CLOSED)
+            else:
+                record.finish(exc, stream_end=sc.STREAM_ERROR)
+            raise
+        if observed(observe, record, item):
+            return item
+
+
+class _AsyncChunks:
+    """What ``async for`` iterates over an ``AsyncStreamProxy``: a plain iterator object, not an async
+    generator. An async generator of ours, abandoned by ``break``, is closed by asyncio in a task of its
+    own, racing the tasks that close the SDK's and the HTTP client's generators under it: asyncio then
+    prints "aclose(): asynchronous generator is already running", which the uninstrumented SDK never
+    does. Dropped before the end (``break``), it ends the call as ``client_closed``."""
+
+    __slots__ = ("_iterator", "_proxy")
+
+    def __init__(self, proxy: AsyncStreamProxy) -> None:
+        self._proxy = proxy
+        wrapped = proxy.__wrapped__
+        # The SDK stream's own __anext__ where it has one (no generator layer of its own is left open).
+        self._iterator = wrapped if hasattr(type(wrapped), "__anext__") else wrapped.__aiter__()
+
+    def __aiter__(self) -> _AsyncChunks:
+        return self
+
+    async def __anext__(self) -> Any:
+        return await _next_chunk(self._proxy, self._iterator)
+
+    def __del__(self) -> None:
+        record = self._proxy._self_record
+        if not record.ended and not sys.is_finalizing():
+            record.finish(stream_end=sc.STREAM_CLIENT_CLOSED)
+
+
 class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
     """Wraps an asynchronous SDK stream; see the module docstring."""
 
@@ -135,38 +181,10 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         hook_response_close(wrapped, record, "aclose")
 
     def __aiter__(self) -> Any:
-        return self._llm_otel_iterate()
-
-    async def _llm_otel_iterate(self) -> Any:
-        record, observe = self._self_record, self._self_observe
-        try:
-            async for item in self.__wrapped__:
-                if observed(observe, record, item):
-                    yield item
-        except BaseException as exc:
-            if _cancelled(exc):
-                record.finish(stream_end=sc.STREAM_CLIENT_CLOSED)
-            else:
-                record.finish(exc, stream_end=sc.STREAM_ERROR)
-            raise
-        record.finish(stream_end=sc.STREAM_COMPLETED)
+        return _AsyncChunks(self)
 
     async def __anext__(self) -> Any:
-        record, observe = self._self_record, self._self_observe
-        while True:
-            try:
-                item = await self.__wrapped__.__anext__()
-            except StopAsyncIteration:
-                record.finish(stream_end=sc.STREAM_COMPLETED)
-                raise
-            except BaseException as exc:
-                if _cancelled(exc):
-                    record.finish(stream_end=sc.STREAM_CLIENT_CLOSED)
-                else:
-                    record.finish(exc, stream_end=sc.STREAM_ERROR)
-                raise
-            if observed(observe, record, item):
-                return item
+        return await _next_chunk(self, self.__wrapped__)
 
     async def __aenter__(self) -> AsyncStreamProxy:
         await self.__wrapped__.__aenter__()
