@@ -134,7 +134,7 @@ def test_groq_429_then_success_is_throttle(sim: Any, capture: Any) -> None:
     _groq(sim).chat.completions.create(model=GROQ_MODEL, messages=MSG, extra_headers={"x-sim-scenario": "429x1,ra=0.1"})
     attrs = dict(capture.span().attributes)
     assert 0.1 <= attrs[sc.THROTTLE_WAIT_S] < 0.4 and attrs[sc.RETRIES] == 1
-    assert capture.total(sc.METRIC_RETRIES, **{sc.RETRY_REASON: "rate_limit"}) == 1
+    assert capture.total(sc.METRIC_RETRIES, **{sc.RETRY_REASON: sc.RETRY_RATE_LIMIT}) == 1
     assert capture.ledger_rows()[0]["throttle_wait_s"] == pytest.approx(attrs[sc.THROTTLE_WAIT_S])
 
 
@@ -197,7 +197,7 @@ def test_mistral_retry_config_429_is_throttle(sim: Any, capture: Any) -> None:
     attrs = dict(capture.span().attributes)
     assert attrs[sc.RETRIES] == 1 and attrs[sc.THROTTLE_WAIT_S] == pytest.approx(0.1)
     assert attrs[sc.USAGE_INPUT_TOKENS] == 12
-    assert capture.total(sc.METRIC_RETRIES, **{sc.RETRY_REASON: "rate_limit"}) == 1
+    assert capture.total(sc.METRIC_RETRIES, **{sc.RETRY_REASON: sc.RETRY_RATE_LIMIT}) == 1
 
 
 def test_mistral_429_without_retries_is_an_error(sim: Any, capture: Any) -> None:
@@ -271,7 +271,7 @@ def test_cohere_429_then_success_is_throttle(sim: Any, capture: Any) -> None:
                       request_options={"additional_headers": {"x-sim-scenario": "429x1,ra_ms=100"}})  # fmt: skip
     attrs = dict(capture.span().attributes)
     assert attrs[sc.RETRIES] == 1 and attrs[sc.THROTTLE_WAIT_S] == pytest.approx(0.1)
-    assert capture.total(sc.METRIC_RETRIES, **{sc.RETRY_REASON: "rate_limit"}) == 1
+    assert capture.total(sc.METRIC_RETRIES, **{sc.RETRY_REASON: sc.RETRY_RATE_LIMIT}) == 1
     assert [r["status"] for r in sim.requests()] == [429, 200]
 
 
@@ -435,6 +435,23 @@ def test_litellm_throttle_inside_the_openai_sdk_counts_on_the_litellm_call(sim: 
     assert attrs[sc.RETRIES] == 1 and 0.1 <= attrs[sc.THROTTLE_WAIT_S] < 0.4
     assert [r["status"] for r in sim.requests()] == [429, 200]
     assert capture.ledger_rows()[0]["retries"] == 1
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_litellm_num_retries_are_counted_as_retries(sim: Any, capture: Any, is_async: bool) -> None:
+    kwargs = dict(messages=MSG, num_retries=3, max_retries=0, extra_headers={"x-sim-scenario": "500x1,429x1,ra=0"},
+                  **_route(sim, "openai"))  # fmt: skip
+    if is_async:
+        asyncio.run(litellm.acompletion(**kwargs))
+    else:
+        litellm.completion(**kwargs)
+    assert [r["status"] for r in sim.requests()] == [500, 429, 200]
+    [span] = capture.spans()  # LiteLLM's own retries stay inside the one call
+    attrs = dict(span.attributes)
+    assert attrs[sc.RETRIES] == 2 and attrs[sc.USAGE_INPUT_TOKENS] == 12
+    assert capture.total(sc.METRIC_RETRIES, **{sc.RETRY_REASON: sc.RETRY_SERVER}) == 1
+    assert capture.total(sc.METRIC_RETRIES, **{sc.RETRY_REASON: sc.RETRY_RATE_LIMIT}) == 1
+    assert capture.ledger_rows()[0]["retries"] == 2
 
 
 FINE_TUNED = "ft:gpt-4.1-mini-2025-04-14"  # in LiteLLM's price map, not in genai-prices

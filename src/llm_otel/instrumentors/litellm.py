@@ -22,16 +22,19 @@ from __future__ import annotations
 import functools
 import inspect
 import numbers
+import sys
+import time
 from typing import Any, ClassVar
 
 from .. import semconv as sc
 from ..core.call import CURRENT, Call
-from ..core.throttle import header_int
+from ..core.throttle import header_int, retry_reason
 from ..core.usage import field
 from ._base import LLMInstrumentor, SelfClosingAsyncStream, SelfClosingStream, new_record, run_async, run_sync
 from .openai import apply_openai_response, observe_chat_chunk, observe_responses_event
 
 #: LiteLLM provider ids -> gen_ai.provider.name (others are kept as LiteLLM names them).
+_perf = time.perf_counter
 PROVIDERS = {
     "openai": sc.PROVIDER_OPENAI,
     "text-completion-openai": sc.PROVIDER_OPENAI,
@@ -89,6 +92,52 @@ def _set_ratelimit(record: Call, hidden: Any) -> None:
             record.set_ratelimit(requests, tokens)
 
 
+def _count_retries(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``litellm.(a)completion_with_retries``: every attempt it makes is a retry of the call in progress (the
+    first attempt failed before it was called, inside the handler of that failure). The time from a failed
+    attempt to the next one (tenacity's wait, if any) is retry wait; a 429 makes it throttle."""
+    record = CURRENT.get()
+    if record is None:
+        return wrapped(*args, **kwargs)
+    import litellm.main
+
+    default = litellm.main.completion
+    original = kwargs.get("original_function", default)
+    state: list[Any] = [sys.exc_info()[1], _perf()]  # the failure being retried, and when it happened
+
+    def retrying() -> None:
+        failed, at = state
+        status = getattr(failed, "status_code", None)
+        try:
+            record.add_retry_sleep(_perf() - at, retry_reason(status if isinstance(status, int) else None))
+        except Exception:
+            record.rt.report_internal_error("litellm retries")
+
+    def failed(exc: BaseException) -> None:
+        state[0], state[1] = exc, _perf()
+
+    if inspect.iscoroutinefunction(original):
+
+        async def attempt(*a: Any, **k: Any) -> Any:
+            retrying()
+            try:
+                return await original(*a, **k)
+            except BaseException as exc:
+                failed(exc)
+                raise
+    else:
+
+        def attempt(*a: Any, **k: Any) -> Any:  # type: ignore[misc]
+            retrying()
+            try:
+                return original(*a, **k)
+            except BaseException as exc:
+                failed(exc)
+                raise
+
+    return wrapped(*args, **{**kwargs, "original_function": attempt})
+
+
 class LiteLLMInstrumentor(LLMInstrumentor):
     """Instruments the ``litellm`` package's public call functions."""
 
@@ -99,6 +148,9 @@ class LiteLLMInstrumentor(LLMInstrumentor):
         for name in _OPERATIONS:
             wrapper = self._async if name.startswith("a") else self._sync
             self._patcher.wrap("litellm", name, functools.partial(wrapper, name), optional=True)
+        # `num_retries`: after a failed attempt LiteLLM calls these, which retry through tenacity.
+        for name in ("completion_with_retries", "acompletion_with_retries"):
+            self._patcher.wrap("litellm", name, _count_retries, optional=True)
 
     # --- start -----------------------------------------------------------------------------------------------
     def _begin(self, name: str, args: Any, kwargs: dict[str, Any]) -> tuple[Call, str, dict[str, Any]] | None:
