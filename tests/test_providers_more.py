@@ -439,8 +439,9 @@ def test_litellm_throttle_inside_the_openai_sdk_counts_on_the_litellm_call(sim: 
 
 @pytest.mark.parametrize("is_async", [False, True])
 def test_litellm_num_retries_are_counted_as_retries(sim: Any, capture: Any, is_async: bool) -> None:
-    kwargs = dict(messages=MSG, num_retries=3, max_retries=0, extra_headers={"x-sim-scenario": "500x1,429x1,ra=0"},
-                  **_route(sim, "openai"))  # fmt: skip
+    # The anthropic route: LiteLLM calls it over its own HTTP client, so LiteLLM (not an SDK) does the retrying.
+    kwargs = dict(messages=MSG, num_retries=3, max_tokens=32, extra_headers={"x-sim-scenario": "500x1,429x1,ra=0"},
+                  **_route(sim, "anthropic"))  # fmt: skip
     if is_async:
         asyncio.run(litellm.acompletion(**kwargs))
     else:
