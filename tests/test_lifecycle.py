@@ -152,3 +152,16 @@ def test_instrument_is_fast_and_does_no_network_io(tmp_path: Path) -> None:
     )
     elapsed = float(proc.stdout.split("ELAPSED")[1])
     print(f"instrument() took {elapsed * 1000:.1f} ms")  # the budget (50 ms) is checked in bench/, not here
+
+
+def test_entry_points_and_instrumentor_triggers_agree_with_the_one_sdk_list() -> None:
+    """`opentelemetry-instrument` (entry points) and `instrument()` (SPECS) must patch the same SDKs."""
+    import tomllib
+
+    from llm_otel.instrumentors import SPECS, load
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    entry_points = set(pyproject["project"]["entry-points"]["opentelemetry_instrumentor"].values())
+    assert entry_points == {f"llm_otel.instrumentors.{module}:{cls}" for _, module, cls in SPECS}
+    for trigger, module, cls in SPECS:
+        assert load(module, cls).module == trigger, cls

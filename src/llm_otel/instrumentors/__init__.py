@@ -11,7 +11,9 @@ import importlib
 import importlib.util
 from typing import Any
 
-# (SDK module that triggers it, our module, instrumentor class)
+# The one list of supported SDKs: (SDK module whose import triggers patching, our module, instrumentor class).
+# `instrument()` and each class (its `module`) read it; the `opentelemetry_instrumentor` entry points in
+# pyproject.toml must name the same classes (a test checks).
 SPECS: tuple[tuple[str, str, str], ...] = (
     ("openai", "openai", "OpenAIInstrumentor"),
     ("anthropic", "anthropic", "AnthropicInstrumentor"),

@@ -68,9 +68,17 @@ class LLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     Works with ``opentelemetry-instrument`` through the ``opentelemetry_instrumentor`` entry points.
     """
 
-    module: ClassVar[str]
+    module: ClassVar[str]  # the SDK module whose import triggers patching: from ``SPECS``, the one list
     dependencies: ClassVar[tuple[str, ...]]
     _runtime_factory: ClassVar[Callable[[], Any] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        from . import SPECS
+
+        for trigger, _module, name in SPECS:
+            if name == cls.__name__:
+                cls.module = trigger
 
     def __init__(self) -> None:
         if not hasattr(self, "_patcher"):

@@ -111,7 +111,6 @@ _PROVIDER_BY_TYPE: dict[type, str] = {}
 class AnthropicInstrumentor(StainlessInstrumentor):
     """Instruments the ``anthropic`` package."""
 
-    module: ClassVar[str] = "anthropic"
     dependencies: ClassVar[tuple[str, ...]] = ("anthropic >= 0.40",)
     provider_name: ClassVar[str] = sc.PROVIDER_ANTHROPIC
     operations: ClassVar[dict[str, str]] = {"/v1/messages": sc.OP_CHAT}

@@ -148,7 +148,6 @@ def _throttled(response: Any) -> bool:
 class BedrockInstrumentor(LLMInstrumentor):
     """Instruments ``bedrock-runtime`` clients of boto3 / botocore."""
 
-    module: ClassVar[str] = "botocore"
     dependencies: ClassVar[tuple[str, ...]] = ("botocore >= 1.34",)
 
     def patch(self) -> None:

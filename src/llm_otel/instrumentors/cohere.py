@@ -128,7 +128,6 @@ def _sleep_hook(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 class CohereInstrumentor(LLMInstrumentor):
     """Instruments the ``cohere`` package (v1 and v2 clients)."""
 
-    module: ClassVar[str] = "cohere"
     dependencies: ClassVar[tuple[str, ...]] = ("cohere >= 5.0",)
 
     def patch(self) -> None:

@@ -77,7 +77,6 @@ def _has_output(chunk: Any) -> bool:
 class GoogleGenAIInstrumentor(LLMInstrumentor):
     """Instruments the ``google-genai`` package (``google.genai``)."""
 
-    module: ClassVar[str] = "google.genai"
     dependencies: ClassVar[tuple[str, ...]] = ("google-genai >= 1.0",)
 
     def patch(self) -> None:

@@ -30,7 +30,6 @@ def observe_groq_chunk(record: Call, chunk: Any) -> bool:
 class GroqInstrumentor(StainlessInstrumentor):
     """Instruments the ``groq`` package."""
 
-    module: ClassVar[str] = "groq"
     dependencies: ClassVar[tuple[str, ...]] = ("groq >= 0.9",)
     provider_name: ClassVar[str] = sc.PROVIDER_GROQ
     operations: ClassVar[dict[str, str]] = {

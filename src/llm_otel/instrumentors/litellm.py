@@ -141,7 +141,6 @@ def _count_retries(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 class LiteLLMInstrumentor(LLMInstrumentor):
     """Instruments the ``litellm`` package's public call functions."""
 
-    module: ClassVar[str] = "litellm"
     dependencies: ClassVar[tuple[str, ...]] = ("litellm >= 1.60",)
 
     def patch(self) -> None:

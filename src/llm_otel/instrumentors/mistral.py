@@ -102,7 +102,6 @@ def _sleep_interval(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 class MistralInstrumentor(LLMInstrumentor):
     """Instruments the ``mistralai`` package (3.x layout, ``mistralai.client``)."""
 
-    module: ClassVar[str] = _PKG
     dependencies: ClassVar[tuple[str, ...]] = ("mistralai >= 3.0",)
 
     def patch(self) -> None:

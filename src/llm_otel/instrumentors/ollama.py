@@ -62,7 +62,6 @@ def observe_part(record: Call, part: Any) -> None:
 class OllamaInstrumentor(LLMInstrumentor):
     """Instruments the ``ollama`` package."""
 
-    module: ClassVar[str] = "ollama"
     dependencies: ClassVar[tuple[str, ...]] = ("ollama >= 0.4",)
 
     def patch(self) -> None:

@@ -99,7 +99,6 @@ def observe_any_chunk(record: Call, item: Any) -> bool:
 class OpenAIInstrumentor(StainlessInstrumentor):
     """Instruments the ``openai`` package."""
 
-    module: ClassVar[str] = "openai"
     dependencies: ClassVar[tuple[str, ...]] = ("openai >= 2.0",)
     provider_name: ClassVar[str] = sc.PROVIDER_OPENAI
     operations: ClassVar[dict[str, str]] = {
