@@ -7,6 +7,7 @@ import contextlib
 import importlib
 import importlib.util
 import logging
+import numbers
 import sys
 import weakref
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
@@ -119,6 +120,27 @@ class LLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
 
 # --- helpers for SDKs patched at their public methods (mistral, cohere, ollama, litellm) ----------------------
+#: (request parameter, span attribute): the names most SDKs use. Others pass their own table.
+REQUEST_PARAMS: tuple[tuple[str, str], ...] = (
+    ("max_tokens", sc.REQUEST_MAX_TOKENS),
+    ("temperature", sc.REQUEST_TEMPERATURE),
+    ("top_p", sc.REQUEST_TOP_P),
+)
+
+
+def request_attributes(params: Any, table: tuple[tuple[str, str], ...] = REQUEST_PARAMS) -> dict[str, Any]:
+    """Span attributes for the numeric request parameters in ``params`` (a mapping; booleans, strings and
+    missing values are left out; the first key found for an attribute wins)."""
+    out: dict[str, Any] = {}
+    if not params:
+        return out
+    for key, attr in table:
+        value = params.get(key)
+        if value is not None and attr not in out and isinstance(value, numbers.Real) and not isinstance(value, bool):
+            out[attr] = value
+    return out
+
+
 def server_of(url: Any) -> tuple[str | None, int | None]:
     """(host, port) of a base URL given as a string or an httpx URL; user-info never included."""
     if url is None:

@@ -25,7 +25,7 @@ from .. import semconv as sc
 from ..core.call import CURRENT, Call
 from ..core.streams import AsyncStreamProxy, SyncStreamProxy, _gc_end
 from ..core.throttle import header_int, stainless_sleep_async, stainless_sleep_sync
-from ._base import LLMInstrumentor, log, run_async, run_sync
+from ._base import REQUEST_PARAMS, LLMInstrumentor, log, request_attributes, run_async, run_sync
 
 RAW_HEADER = "X-Stainless-Raw-Response"
 Observer = Callable[[Call, Any], bool]
@@ -37,11 +37,7 @@ class StainlessInstrumentor(LLMInstrumentor):
     provider_name: ClassVar[str]
     operations: ClassVar[dict[str, str]]  # request path -> gen_ai.operation.name
     ratelimit_headers: ClassVar[tuple[str, str]]  # (remaining requests, remaining tokens)
-    request_params: ClassVar[tuple[tuple[str, str], ...]] = (
-        ("max_tokens", sc.REQUEST_MAX_TOKENS),
-        ("temperature", sc.REQUEST_TEMPERATURE),
-        ("top_p", sc.REQUEST_TOP_P),
-    )
+    request_params: ClassVar[tuple[tuple[str, str], ...]] = REQUEST_PARAMS
 
     # --- what subclasses provide ---------------------------------------------------------------------------
     def apply_response(self, record: Call, body: Any) -> None:
@@ -102,7 +98,7 @@ class StainlessInstrumentor(LLMInstrumentor):
         stream = bool(kwargs.get("stream", False))
         headers = options.headers if isinstance(options.headers, dict) else {}
         raw_mode = headers.get(RAW_HEADER)
-        span_attrs = {attr: body[key] for key, attr in self.request_params if body.get(key) is not None}
+        span_attrs = request_attributes(body, self.request_params)
         rt = self.rt
         if rt.settings.capture_content and "messages" in body:
             span_attrs[sc.INPUT_MESSAGES] = json.dumps(body["messages"], default=str)

@@ -12,20 +12,16 @@ never retry.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, ClassVar
 
 from .. import semconv as sc
 from ..core.call import CURRENT, Call
 from ..core.throttle import retry_reason
 from ..core.usage import field, from_cohere
-from ._base import LLMInstrumentor, new_record, observed_aiter, observed_iter, run_async, run_sync
+from ._base import LLMInstrumentor, new_record, observed_aiter, observed_iter, request_attributes, run_async, run_sync
 
-_REQUEST_PARAMS = (
-    ("max_tokens", sc.REQUEST_MAX_TOKENS),
-    ("temperature", sc.REQUEST_TEMPERATURE),
-    ("p", sc.REQUEST_TOP_P),
-)
+_REQUEST_PARAMS = (("max_tokens", sc.REQUEST_MAX_TOKENS), ("temperature", sc.REQUEST_TEMPERATURE),
+                   ("p", sc.REQUEST_TOP_P))  # fmt: skip
 _OUTPUT_EVENTS = frozenset({
     "content-delta", "tool-call-delta", "tool-plan-delta", "tool-call-start",  # v2
     "text-generation", "tool-calls-chunk",  # v1 (chat_stream and generate_stream)
@@ -150,11 +146,7 @@ class CohereInstrumentor(LLMInstrumentor):
         p.wrap("cohere.core.http_client", "_retry_timeout_from_retries", _sleep_hook)
 
     def _begin(self, instance: Any, kwargs: dict[str, Any], operation: str, streaming: bool) -> Call | None:
-        attrs = {
-            attr: kwargs[key]
-            for key, attr in _REQUEST_PARAMS
-            if isinstance(kwargs.get(key), numbers.Real) and not isinstance(kwargs.get(key), bool)
-        }
+        attrs = request_attributes(kwargs, _REQUEST_PARAMS)
         url = None
         try:
             url = instance._raw_client._client_wrapper.get_base_url()

@@ -30,7 +30,15 @@ from .. import semconv as sc
 from ..core.call import CURRENT, Call
 from ..core.throttle import header_int, retry_reason
 from ..core.usage import field
-from ._base import LLMInstrumentor, SelfClosingAsyncStream, SelfClosingStream, new_record, run_async, run_sync
+from ._base import (
+    LLMInstrumentor,
+    SelfClosingAsyncStream,
+    SelfClosingStream,
+    new_record,
+    request_attributes,
+    run_async,
+    run_sync,
+)
 from .openai import apply_openai_response, observe_chat_chunk, observe_responses_event
 
 #: LiteLLM provider ids -> gen_ai.provider.name (others are kept as LiteLLM names them).
@@ -169,11 +177,7 @@ class LiteLLMInstrumentor(LLMInstrumentor):
             bare, llm_provider, api_base = model, model.partition("/")[0] if "/" in model else "", None
         stream = bool(kwargs.get("stream"))
         operation = _OPERATIONS[name]
-        attrs: dict[str, Any] = {sc.VIA: sc.VIA_LITELLM}
-        for key, attr in _REQUEST_PARAMS:
-            value = kwargs.get(key)
-            if isinstance(value, numbers.Real) and not isinstance(value, bool):
-                attrs[attr] = value
+        attrs: dict[str, Any] = {sc.VIA: sc.VIA_LITELLM, **request_attributes(kwargs, _REQUEST_PARAMS)}
         provider = PROVIDERS.get(llm_provider, llm_provider or "litellm")
         record = new_record(self.rt, "litellm", provider, operation, bare, api_base or kwargs.get("api_base"), stream,
                             attrs)  # fmt: skip

@@ -11,21 +11,23 @@ retry sleep, throttle when the response was a 429. The SDK's own OpenTelemetry h
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, ClassVar
 
 from .. import semconv as sc
 from ..core.call import CURRENT, Call
 from ..core.throttle import retry_reason
 from ..core.usage import field, from_openai
-from ._base import LLMInstrumentor, SelfClosingAsyncStream, SelfClosingStream, new_record, run_async, run_sync
+from ._base import (
+    LLMInstrumentor,
+    SelfClosingAsyncStream,
+    SelfClosingStream,
+    new_record,
+    request_attributes,
+    run_async,
+    run_sync,
+)
 
 _PKG = "mistralai.client"
-_REQUEST_PARAMS = (
-    ("max_tokens", sc.REQUEST_MAX_TOKENS),
-    ("temperature", sc.REQUEST_TEMPERATURE),
-    ("top_p", sc.REQUEST_TOP_P),
-)
 
 
 def _text(content: Any) -> str:
@@ -119,11 +121,7 @@ class MistralInstrumentor(LLMInstrumentor):
     def _begin(self, instance: Any, kwargs: dict[str, Any], operation: str, streaming: bool) -> Call | None:
         if CURRENT.get() is not None:
             return None
-        attrs = {
-            attr: kwargs[key]
-            for key, attr in _REQUEST_PARAMS
-            if isinstance(kwargs.get(key), numbers.Real) and not isinstance(kwargs.get(key), bool)
-        }
+        attrs = request_attributes(kwargs)
         url = kwargs.get("server_url")
         if not url:
             try:

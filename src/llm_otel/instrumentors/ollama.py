@@ -9,13 +9,12 @@ generators that send nothing until iterated; the final object (``done: true``) c
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, ClassVar
 
 from .. import semconv as sc
 from ..core.call import Call
 from ..core.usage import field, from_ollama
-from ._base import LLMInstrumentor, new_record, observed_aiter, observed_iter, run_async, run_sync
+from ._base import LLMInstrumentor, new_record, observed_aiter, observed_iter, request_attributes, run_async, run_sync
 
 OPERATIONS = {
     "/api/chat": sc.OP_CHAT,
@@ -79,11 +78,7 @@ class OllamaInstrumentor(LLMInstrumentor):
 
     def _begin(self, instance: Any, operation: str, body: dict[str, Any], stream: bool) -> Call | None:
         options = body.get("options") if isinstance(body.get("options"), dict) else {}
-        attrs = {
-            attr: options[key]
-            for key, attr in _OPTIONS
-            if isinstance(options.get(key), numbers.Real) and not isinstance(options.get(key), bool)
-        }
+        attrs = request_attributes(options, _OPTIONS)
         url = getattr(getattr(instance, "_client", None), "base_url", None)
         return new_record(self.rt, "ollama", sc.PROVIDER_OLLAMA, operation, body.get("model"), url, stream, attrs)
 
