@@ -154,3 +154,25 @@ def test_content_captured_when_asked(sim: Any, make_capture: Any, monkeypatch: p
     assert r.choices[0].message.content in first.attributes[sc.OUTPUT_MESSAGES]
     assert streamed in second.attributes[sc.OUTPUT_MESSAGES]
     llm_otel.uninstrument()
+
+
+def test_gemini_and_bedrock_non_stream_output_captured_when_asked(
+    sim: Any, make_capture: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+    from google import genai
+    from google.genai import types
+
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "span_only")
+    cap = make_capture()
+    gemini = genai.Client(api_key="x", http_options=types.HttpOptions(base_url=sim.base_url))
+    g = gemini.models.generate_content(model="gemini-2.0-flash", contents="hi")
+    bedrock = boto3.client("bedrock-runtime", endpoint_url=sim.base_url, region_name="us-east-1",
+                           aws_access_key_id="x", aws_secret_access_key="y")  # fmt: skip
+    b = bedrock.converse(modelId="anthropic.claude-3-5-haiku-20241022-v1:0",
+                         messages=[{"role": "user", "content": [{"text": "hi"}]}])  # fmt: skip
+    first, second = sorted(cap.spans(), key=lambda s: s.start_time)
+    assert g.text and g.text in first.attributes[sc.OUTPUT_MESSAGES]
+    text = b["output"]["message"]["content"][0]["text"]
+    assert text and text in second.attributes[sc.OUTPUT_MESSAGES]
+    llm_otel.uninstrument()

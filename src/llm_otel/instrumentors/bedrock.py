@@ -205,6 +205,11 @@ class BedrockInstrumentor(LLMInstrumentor):
                 record.usage_complete = True
             if result.get("stopReason"):
                 record.finish_reasons = [result["stopReason"]]
+                if record.rt.settings.capture_content:  # Converse: output.message.content[].text
+                    content = ((result.get("output") or {}).get("message") or {}).get("content") or []
+                    record.output_text = [
+                        "".join(b["text"] for b in content if isinstance(b, dict) and isinstance(b.get("text"), str))
+                    ]
             elif operation == "InvokeModel":
                 self._read_body(record, result)
             record.finish()

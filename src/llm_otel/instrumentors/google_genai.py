@@ -55,9 +55,11 @@ def apply_response(record: Call, response: Any, *, usage_from_hops: bool) -> Non
     reasons = [str(getattr(r, "value", r)) for r in (field(c, "finish_reason") for c in candidates) if r]
     if reasons:
         record.finish_reasons = reasons
-    if record.output_text is not None and candidates:
+    if candidates and (record.output_text is not None or record.rt.settings.capture_content):
         text = field(response, "text") if hasattr(type(response), "text") else None
         if text:
+            if record.output_text is None:  # a non-stream response (streams start with a list)
+                record.output_text = []
             record.output_text.append(text)
     if not usage_from_hops:
         usage = from_gemini(field(response, "usage_metadata"))
