@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import openai
 import pydantic
@@ -591,3 +592,336 @@ def test_ollama_routes(sim: SimulatedProvider) -> None:
     with pytest.raises(ollama.ResponseError) as info:
         client.chat(model="llama3.2:1b+503x1", messages=MESSAGES)
     assert info.value.status_code == 503
+
+
+# -------------------------------------------------------------------------------------
+# Wire shapes of real traffic: n > 1, Azure's content-filter chunk, legacy completions' empty delta
+# -------------------------------------------------------------------------------------
+
+
+def post_json(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> tuple[str, bytes]:
+    """POST JSON with urllib (no SDK in between); returns the content type and the (de-chunked) body bytes."""
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"content-type": "application/json", **(headers or {})}
+    )
+    with urllib.request.urlopen(request) as response:
+        return response.headers["content-type"], response.read()
+
+
+def sse_data(raw: bytes) -> list[Any]:
+    """The ``data:`` payloads of an SSE body, JSON-decoded except ``[DONE]``."""
+    lines = [line[len("data: ") :] for line in raw.decode().splitlines() if line.startswith("data: ")]
+    return [line if line == "[DONE]" else json.loads(line) for line in lines]
+
+
+def test_openai_chat_n_choices(sim: SimulatedProvider, oai: openai.OpenAI) -> None:
+    completion = oai.chat.completions.create(model="m", messages=MESSAGES, n=3)
+    assert [c.index for c in completion.choices] == [0, 1, 2]
+    assert [c.finish_reason for c in completion.choices] == ["stop", "length", "stop"]
+    assert all(c.message.content for c in completion.choices)
+    assert completion.usage.completion_tokens == 8
+
+    chunks = list(
+        oai.chat.completions.create(
+            model="m+chunks=2", messages=MESSAGES, n=2, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert all(len(c.choices) == 1 for c in chunks[:-1])
+    assert [c.choices[0].index for c in chunks[:-1]] == [0, 1] * 4  # role, 2 pieces, finish: each once per choice
+    assert [c.choices[0].delta.role for c in chunks[:2]] == ["assistant", "assistant"]
+    assert all(c.choices[0].delta.content for c in chunks[2:6])
+    assert [c.choices[0].finish_reason for c in chunks[:-1]] == [None] * 6 + ["stop", "length"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 8
+    assert sim.served_usage() == {("openai.chat", "m"): times(FULL, 2)}  # n does not multiply usage
+    with pytest.raises(openai.BadRequestError, match="n must be"):
+        oai.chat.completions.create(model="m", messages=MESSAGES, n=0)
+
+
+def test_azure_content_filter_first_chunk(sim: SimulatedProvider) -> None:
+    url = sim.base_url + "/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21"
+    body = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}
+    _, raw = post_json(url, body, {"x-sim-scenario": "content_filter,chunks=2"})
+    events = sse_data(raw)
+    assert events[0] == {
+        "id": "",
+        "object": "",
+        "created": 0,
+        "model": "",
+        "prompt_filter_results": [
+            {"prompt_index": 0, "content_filter_results": {"hate": {"filtered": False, "severity": "safe"}}}
+        ],
+        "choices": [],
+    }
+    assert events[1]["choices"][0]["delta"]["role"] == "assistant" and events[1]["model"] == "gpt-4o-mini"
+    assert len(events) == 6 and events[-1] == "[DONE]"  # filter, role, 2 pieces, finish, [DONE]
+    _, plain = post_json(url, body)
+    assert sse_data(plain)[0]["choices"][0]["delta"]["role"] == "assistant"  # only with the token
+    # The SDK parses it, on the plain OpenAI route too.
+    oai = openai.OpenAI(base_url=sim.openai_base_url, api_key="x")
+    first = next(iter(oai.chat.completions.create(model="m+content_filter", messages=MESSAGES, stream=True)))
+    assert (first.model, first.choices, first.prompt_filter_results[0]["prompt_index"]) == ("", [], 0)
+    assert [r["api"] for r in sim.requests()] == ["openai.chat"] * 3
+
+
+def test_completions_stream_empty_delta(sim: SimulatedProvider, oai: openai.OpenAI) -> None:
+    body = {"model": "gpt-3.5-turbo-instruct", "prompt": "hi", "stream": True}
+    _, raw = post_json(sim.openai_base_url + "/completions", body, {"x-sim-scenario": "empty_delta"})
+    events = sse_data(raw)
+    assert events[-1] == "[DONE]"
+    final = events[-2]["choices"][0]
+    assert final == {"text": "", "index": 0, "logprobs": None, "finish_reason": "stop", "delta": {}}
+    assert all("delta" not in e["choices"][0] for e in events[:-2])
+    _, plain = post_json(sim.openai_base_url + "/completions", body)
+    assert "delta" not in sse_data(plain)[-2]["choices"][0]
+    chunks = list(oai.completions.create(model="i+empty_delta", prompt="hi", stream=True))
+    assert chunks[-1].choices[0].finish_reason == "stop" and chunks[-1].choices[0].delta == {}
+
+
+# -------------------------------------------------------------------------------------
+# Cohere v1
+# -------------------------------------------------------------------------------------
+
+
+def test_cohere_v1_wire_format(sim: SimulatedProvider) -> None:
+    meta = {
+        "api_version": {"version": "1"},
+        "billed_units": {"input_tokens": 12, "output_tokens": 8},
+        "tokens": {"input_tokens": 42, "output_tokens": 8},
+    }
+    _, raw = post_json(sim.base_url + "/v1/chat", {"message": "hi", "model": "command-r"})
+    chat = json.loads(raw)
+    assert set(chat) == {"response_id", "generation_id", "text", "finish_reason", "chat_history", "meta"}
+    assert (chat["finish_reason"], chat["chat_history"], chat["meta"]) == ("COMPLETE", [], meta)
+
+    content_type, raw = post_json(sim.base_url + "/v1/chat", {"message": "hi", "model": "command-r", "stream": True})
+    assert content_type == "application/stream+json"
+    lines = [json.loads(line) for line in raw.decode().splitlines()]
+    assert [(e["event_type"], e["is_finished"]) for e in lines] == [("stream-start", False)] + [
+        ("text-generation", False)
+    ] * 4 + [("stream-end", True)]
+    assert lines[-1]["finish_reason"] == "COMPLETE" and lines[-1]["response"]["meta"] == meta
+    assert lines[-1]["response"]["generation_id"] == lines[0]["generation_id"]
+    assert lines[-1]["response"]["text"] == "".join(e["text"] for e in lines[1:-1])
+
+    _, raw = post_json(sim.base_url + "/v1/generate", {"prompt": "hi", "model": "command"})
+    generation = json.loads(raw)
+    assert (generation["prompt"], generation["meta"]) == ("hi", meta)
+    assert generation["generations"][0]["finish_reason"] == "COMPLETE" and generation["generations"][0]["id"]
+    content_type, raw = post_json(sim.base_url + "/v1/generate", {"prompt": "hi", "model": "command", "stream": True})
+    assert content_type == "application/stream+json"
+    lines = [json.loads(line) for line in raw.decode().splitlines()]
+    assert [e["event_type"] for e in lines] == ["text-generation"] * 4 + ["stream-end"]
+    assert lines[-1]["is_finished"] is True and lines[-1]["finish_reason"] == "COMPLETE"
+    assert lines[-1]["response"]["generations"][0]["text"] == "".join(e["text"] for e in lines[:-1])
+
+    _, raw = post_json(sim.base_url + "/v1/embed", {"texts": ["a", "b"], "model": "embed-english-v3.0"})
+    embedded = json.loads(raw)
+    assert len(embedded["embeddings"]) == 2 and len(embedded["embeddings"][0]) == 8
+    assert embedded["texts"] == ["a", "b"]
+    assert embedded["meta"] == {"api_version": {"version": "1"}, "billed_units": {"input_tokens": 12}}
+    assert [r["api"] for r in sim.requests()] == ["cohere.chat_v1"] * 2 + ["cohere.generate"] * 2 + ["cohere.embed_v1"]
+
+
+def test_cohere_v1_client(sim: SimulatedProvider) -> None:
+    import cohere
+
+    client = cohere.Client(api_key="x", base_url=sim.base_url)
+    chat = client.chat(message="hi", model="command-r")
+    assert chat.text and chat.finish_reason == "COMPLETE"
+    assert (chat.meta.billed_units.input_tokens, chat.meta.tokens.input_tokens) == (12, 42)
+    events = list(client.chat_stream(message="hi", model="command-r+chunks=3"))
+    assert [e.event_type for e in events] == ["stream-start"] + ["text-generation"] * 3 + ["stream-end"]
+    assert events[-1].response.meta.billed_units.output_tokens == 8
+    generation = client.generate(prompt="hi", model="command")
+    assert generation.generations[0].text and generation.meta.billed_units.output_tokens == 8
+    parts = list(client.generate_stream(prompt="hi", model="command"))
+    assert [p.event_type for p in parts] == ["text-generation"] * 4 + ["stream-end"]
+    assert parts[-1].response.generations[0].finish_reason == "COMPLETE"
+    embedded = client.embed(texts=["a"], model="embed-english-v3.0", input_type="search_query", batching=False)
+    assert embedded.response_type == "embeddings_floats" and embedded.meta.billed_units.input_tokens == 12
+    by_type = client.embed(texts=["a"], model="e", input_type="search_query", embedding_types=["float"], batching=False)
+    assert len(by_type.embeddings.float_) == 1
+
+    # Scenario tokens: no_usage, retries, cut.
+    assert client.chat(message="hi", model="command-r+no_usage").meta.billed_units is None
+    assert client.generate(prompt="hi", model="command+429x1,ra_ms=1").generations[0].text
+    with pytest.raises(Exception, match="incomplete chunked read"):
+        list(client.chat_stream(message="hi", model="command-r+cut"))
+
+    async def run() -> list[Any]:
+        aclient = cohere.AsyncClient(api_key="x", base_url=sim.base_url)
+        results: list[Any] = [await aclient.chat(message="hi", model="command-r")]
+        results.append([e.event_type async for e in aclient.chat_stream(message="hi", model="command-r")])
+        results.append(await aclient.generate(prompt="hi", model="command"))
+        results.append([e.event_type async for e in aclient.generate_stream(prompt="hi", model="command")])
+        results.append(await aclient.embed(texts=["a"], model="embed-english-v3.0", batching=False))
+        return results
+
+    chat, chat_events, generation, generate_events, embedded = asyncio.run(run())
+    assert chat.meta.billed_units.input_tokens == 12 and chat_events[-1] == "stream-end"
+    assert generation.meta.billed_units.output_tokens == 8 and generate_events[-1] == "stream-end"
+    assert embedded.meta.billed_units.input_tokens == 12
+    plain = {**FULL, "cache_read": 0, "cache_write": 0, "reasoning": 0}
+    served = sim.served_usage()
+    assert served[("cohere.chat_v1", "command-r")] == times(plain, 4)  # not the no_usage one, not the cut one
+    assert served[("cohere.generate", "command")] == times(plain, 5)
+    assert served[("cohere.embed_v1", "embed-english-v3.0")]["calls"] == 2
+
+
+# -------------------------------------------------------------------------------------
+# Anthropic models through AnthropicBedrock and AnthropicVertex
+# -------------------------------------------------------------------------------------
+
+
+def _drive_anthropic(sim: SimulatedProvider, client_class: str, keys: dict[str, str], model: str) -> list[Any]:
+    """create and stream, sync and async, with ``anthropic.{client_class}``; returns the requests served.
+
+    Each answer has text, the requested model and the scenario's usage; each request body has the
+    ``anthropic_version`` and no ``model`` (the clouds take it from the path).
+    """
+    anthropic = pytest.importorskip("anthropic")
+    client, aclient = getattr(anthropic, client_class)(**keys), getattr(anthropic, "Async" + client_class)(**keys)
+    results = [client.messages.create(model=model, max_tokens=10, messages=MESSAGES)]
+    with client.messages.stream(model=model, max_tokens=10, messages=MESSAGES) as stream:
+        results.append(stream.get_final_message())
+
+    async def run() -> None:
+        results.append(await aclient.messages.create(model=model, max_tokens=10, messages=MESSAGES))
+        async with aclient.messages.stream(model=model, max_tokens=10, messages=MESSAGES) as stream:
+            results.append(await stream.get_final_message())
+
+    asyncio.run(run())
+    assert len(results) == 4
+    for m in results:
+        assert m.content[0].text and m.model == model
+        assert (m.usage.input_tokens, m.usage.output_tokens, m.usage.cache_read_input_tokens) == (5, 8, 4)
+    requests = sim.requests()
+    assert all(r["model"] == model and "model" not in r["body"] and r["body"]["anthropic_version"] for r in requests)
+    return requests
+
+
+def test_anthropic_bedrock_client(sim: SimulatedProvider) -> None:
+    keys = {"base_url": sim.base_url, "aws_access_key": "x", "aws_secret_key": "y", "aws_region": "us-east-1"}
+    model = "anthropic.claude-3-5-haiku-20241022-v1:0"
+    requests = _drive_anthropic(sim, "AnthropicBedrock", keys, model)
+    assert [r["path"].rsplit("/", 1)[1] for r in requests] == ["invoke", "invoke-with-response-stream"] * 2
+    assert {r["api"] for r in requests} == {"bedrock.invoke"}
+    assert sim.served_usage() == {("bedrock.invoke", model): times({**FULL, "reasoning": 0}, 4)}
+
+
+def test_anthropic_vertex_client(sim: SimulatedProvider) -> None:
+    keys = {"base_url": sim.base_url, "region": "us-east5", "project_id": "p", "access_token": "t"}
+    model = "claude-3-5-haiku@20241022"
+    requests = _drive_anthropic(sim, "AnthropicVertex", keys, model)
+    prefix = "/projects/p/locations/us-east5/publishers/anthropic/models/claude-3-5-haiku@20241022:"
+    assert [r["path"] for r in requests] == [prefix + "rawPredict", prefix + "streamRawPredict"] * 2
+    assert [r["stream"] for r in requests] == [False, True] * 2
+    assert {r["api"] for r in requests} == {"anthropic.vertex"}
+    assert sim.served_usage() == {("anthropic.vertex", model): times(FULL, 4)}
+    # Errors come back in Anthropic's format, and the SDK retries a 429.
+    import anthropic
+
+    with pytest.raises(anthropic.RateLimitError) as info:
+        anthropic.AnthropicVertex(**keys, max_retries=0).messages.create(
+            model=model + "+429x1", max_tokens=5, messages=MESSAGES
+        )
+    assert info.value.body["error"]["type"] == "rate_limit_error"
+    raw = anthropic.AnthropicVertex(**keys).messages.with_raw_response.create(
+        model=model + "+429x1", max_tokens=5, messages=MESSAGES
+    )
+    assert raw.retries_taken == 1 and raw.parse().model == model
+
+
+# -------------------------------------------------------------------------------------
+# Bedrock InvokeModel bodies of non-Anthropic models
+# -------------------------------------------------------------------------------------
+
+
+def _bedrock_client(sim: SimulatedProvider) -> Any:
+    boto3 = pytest.importorskip("boto3")
+    return boto3.client("bedrock-runtime", endpoint_url=sim.base_url, region_name="us-east-1",
+                        aws_access_key_id="x", aws_secret_access_key="y")  # fmt: skip
+
+
+def test_bedrock_invoke_titan(sim: SimulatedProvider) -> None:
+    client = _bedrock_client(sim)
+    model = "amazon.titan-text-express-v1"
+    invoked = client.invoke_model(modelId=model, body=json.dumps({"inputText": "hi"}))
+    body = json.loads(invoked["body"].read())
+    assert body["inputTextTokenCount"] == 12
+    [result] = body["results"]
+    assert (result["tokenCount"], result["completionReason"]) == (8, "FINISH") and result["outputText"]
+    headers = invoked["ResponseMetadata"]["HTTPHeaders"]
+    assert (headers["x-amzn-bedrock-input-token-count"], headers["x-amzn-bedrock-output-token-count"]) == ("12", "8")
+    assert "x-amzn-bedrock-cache-read-input-token-count" not in headers
+
+    streamed = client.invoke_model_with_response_stream(modelId=model, body=json.dumps({"inputText": "hi"}))
+    chunks = [json.loads(e["chunk"]["bytes"]) for e in streamed["body"]]
+    assert [c["completionReason"] for c in chunks] == [None, None, None, "FINISH"]
+    assert [c["totalOutputTextTokenCount"] for c in chunks] == [2, 4, 6, 8]
+    assert all(c["index"] == 0 and c["inputTextTokenCount"] == 12 and c["outputText"] for c in chunks)
+    metrics = chunks[-1]["amazon-bedrock-invocationMetrics"]
+    assert (metrics["inputTokenCount"], metrics["outputTokenCount"]) == (12, 8)
+    assert all("amazon-bedrock-invocationMetrics" not in c for c in chunks[:-1])
+    plain = {**FULL, "cache_read": 0, "cache_write": 0, "reasoning": 0}
+    assert sim.served_usage() == {("bedrock.invoke", model): times(plain, 2)}
+
+
+def test_bedrock_invoke_nova(sim: SimulatedProvider) -> None:
+    client = _bedrock_client(sim)
+    model = "us.amazon.nova-lite-v1:0"  # a cross-region inference profile
+    body = json.dumps({"messages": [{"role": "user", "content": [{"text": "hi"}]}]})
+    answer = json.loads(client.invoke_model(modelId=model, body=body)["body"].read())
+    assert answer["output"]["message"]["role"] == "assistant" and answer["output"]["message"]["content"][0]["text"]
+    assert answer["stopReason"] == "end_turn"
+    assert answer["usage"] == {"inputTokens": 12, "outputTokens": 8, "totalTokens": 20}
+
+    streamed = client.invoke_model_with_response_stream(modelId=model, body=body)
+    chunks = [json.loads(e["chunk"]["bytes"]) for e in streamed["body"]]
+    assert [next(iter(c)) for c in chunks] == ["messageStart"] + ["contentBlockDelta"] * 4 + [
+        "contentBlockStop",
+        "messageStop",
+        "metadata",
+    ]
+    assert chunks[0] == {"messageStart": {"role": "assistant"}}
+    assert all(c["contentBlockDelta"]["contentBlockIndex"] == 0 for c in chunks[1:5])
+    assert chunks[6] == {"messageStop": {"stopReason": "end_turn"}}
+    assert chunks[7]["metadata"] == {"usage": {"inputTokens": 12, "outputTokens": 8, "totalTokens": 20}}
+    assert chunks[7]["amazon-bedrock-invocationMetrics"]["outputTokenCount"] == 8
+
+    # no_usage: no counts anywhere, and no metadata chunk.
+    quiet = json.loads(client.invoke_model(modelId=model + "+no_usage", body=body)["body"].read())
+    assert "usage" not in quiet
+    streamed = client.invoke_model_with_response_stream(modelId=model + "+no_usage", body=body)
+    chunks = [json.loads(e["chunk"]["bytes"]) for e in streamed["body"]]
+    assert next(iter(chunks[-1])) == "messageStop" and "amazon-bedrock-invocationMetrics" not in chunks[-1]
+    assert sim.served_usage()[("bedrock.invoke", model)]["calls"] == 2
+
+
+def test_bedrock_invoke_llama(sim: SimulatedProvider) -> None:
+    client = _bedrock_client(sim)
+    model = "meta.llama3-8b-instruct-v1:0"
+    answer = json.loads(client.invoke_model(modelId=model, body=json.dumps({"prompt": "hi"}))["body"].read())
+    assert set(answer) == {"generation", "prompt_token_count", "generation_token_count", "stop_reason"}
+    assert (answer["prompt_token_count"], answer["generation_token_count"], answer["stop_reason"]) == (12, 8, "stop")
+    streamed = client.invoke_model_with_response_stream(modelId=model, body=json.dumps({"prompt": "hi"}))
+    chunks = [json.loads(e["chunk"]["bytes"]) for e in streamed["body"]]
+    assert [c["prompt_token_count"] for c in chunks] == [12, None, None, None]
+    assert [c["generation_token_count"] for c in chunks] == [2, 4, 6, 8]
+    assert [c["stop_reason"] for c in chunks] == [None, None, None, "stop"]
+    assert "".join(c["generation"] for c in chunks) == answer["generation"]
+    assert chunks[-1]["amazon-bedrock-invocationMetrics"]["inputTokenCount"] == 12
+
+
+def test_bedrock_invoke_body_follows_model_id(sim: SimulatedProvider) -> None:
+    client = _bedrock_client(sim)
+    body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10, "messages": MESSAGES})
+    for model, key in [
+        ("anthropic.claude-3-haiku-20240307-v1:0", "content"),
+        ("eu.anthropic.claude-3-haiku-20240307-v1:0", "content"),
+        ("cohere.command-r-v1:0", "content"),  # anything else: Anthropic format
+        ("eu.amazon.titan-text-lite-v1", "results"),
+        ("apac.meta.llama3-2-1b-instruct-v1:0", "generation"),
+        ("amazon.titan-embed-text-v2:0", "content"),  # not a Titan *text* model
+    ]:
+        assert key in json.loads(client.invoke_model(modelId=model, body=body)["body"].read()), model
