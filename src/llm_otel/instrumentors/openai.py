@@ -52,10 +52,18 @@ def observe_chat_chunk(record: Call, chunk: Any) -> bool:
         output = False
         for choice in choices:
             delta = getattr(choice, "delta", None)  # legacy completions have none, or `{}` from some servers
-            if delta is not None and (field(delta, "content") or field(delta, "tool_calls") or field(delta, "refusal")):
-                output = True
-                text = field(delta, "content")
-                if text and record.output_text is not None:
+            if delta is None:
+                text = None
+            elif type(delta) is dict:
+                text = delta.get("content")
+                if text or delta.get("tool_calls") or delta.get("refusal"):
+                    output = True
+            else:
+                text = getattr(delta, "content", None)
+                if text or getattr(delta, "tool_calls", None) or getattr(delta, "refusal", None):
+                    output = True
+            if text:
+                if record.output_text is not None:
                     record.output_text.append(text)
             elif getattr(choice, "text", None):  # legacy completions
                 output = True
