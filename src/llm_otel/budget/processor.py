@@ -198,20 +198,19 @@ class BudgetProcessor:
             entries: list[tuple[Active, str, int]] | None = [] if seg is None else None
             start, end = NEG, INF
             for a, group, key in route.entries:
-                amount = tokens[a.token_set] if a.tokens else (cost if cost is not None else 0.0)
                 st = self._states.get(key)
+                if entries is not None:  # a new segment: each budget's bucket, and how long they all hold
+                    w_start, w_end, bucket = self._bucket_at(a, st, now)
+                    entries.append((a, group, bucket))
+                    start, end = max(start, w_start), min(end, w_end)
+                # What amount_of() says, inlined on the hot path (unpriced calls add 0.0 to a USD budget).
+                amount = tokens[a.token_set] if a.tokens else (cost if cost is not None else 0.0)
                 if amount is None:  # this call reported none of the budget's token types
-                    if entries is not None:
-                        w_start, w_end, bucket = self._bucket_at(a, st, now)
-                        entries.append((a, group, bucket))
-                        start, end = max(start, w_start), min(end, w_end)
                     continue
                 if a.rolling is None:
                     if st is None or not st.start <= now < st.end:
                         st = self._new_state(a, key, now)
                     bucket = int(st.start)
-                    if entries is not None:
-                        start, end = max(start, st.start), min(end, st.end)
                 else:
                     if st is None:
                         st = self._new_state(a, key, now)
@@ -219,10 +218,6 @@ class BudgetProcessor:
                     if bucket != st.bucket:
                         st.bucket = bucket
                         self._expire(a, st, now)
-                    if entries is not None:
-                        start, end = max(start, bucket), min(end, bucket + a.bucket_s)
-                if entries is not None:
-                    entries.append((a, group, bucket))
                 p = st.pending.get(bucket)
                 if p is None:
                     st.pending[bucket] = [amount, 1]

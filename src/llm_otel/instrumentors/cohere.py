@@ -56,12 +56,15 @@ def apply_chat(record: Call, body: Any) -> None:
 
 def _text_of(body: Any, generations: Any) -> str:
     if generations:
-        return "".join(t for t in (field(g, "text") for g in generations) if isinstance(t, str))
+        return _joined_text(generations)
     text = field(body, "text")  # v1 chat
     if isinstance(text, str):
         return text
-    content = field(field(body, "message"), "content") or []
-    return "".join(t for t in (field(c, "text") for c in content) if isinstance(t, str))
+    return _joined_text(field(field(body, "message"), "content") or [])  # v2: message.content[].text
+
+
+def _joined_text(parts: Any) -> str:
+    return "".join(t for t in (field(p, "text") for p in parts) if isinstance(t, str))
 
 
 def apply_embed(record: Call, body: Any) -> None:
