@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import importlib
 import importlib.util
 import logging
 import numbers
 import sys
-import weakref
-from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -19,7 +16,6 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from .. import semconv as sc
 from ..core.call import CURRENT, Call, use_span
-from ..core.streams import AsyncStreamProxy, SyncStreamProxy, _gc_end, observed
 from ..importhook import when_imported
 
 log = logging.getLogger("llm_otel")
@@ -31,19 +27,29 @@ class Patcher:
     def __init__(self) -> None:
         self._originals: list[tuple[Any, str, Any]] = []
 
-    def wrap(self, module: str, path: str, wrapper: Callable[..., Any], optional: bool = False) -> bool:
-        """Wrap ``module:path`` (``Class.method``). Returns False when it does not exist (logged unless
+    @staticmethod
+    def _locate(module: str, path: str) -> tuple[Any, str, Any]:
+        owner: Any = importlib.import_module(module)
+        *parents, name = path.split(".")
+        for part in parents:
+            owner = getattr(owner, part)
+        return owner, name, owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+
+    def find(self, module: str, path: str, optional: bool = False) -> Any:
+        """The attribute at ``module:path`` (``Class.method``), or None when it does not exist (logged unless
         ``optional``: some SDK versions lack some surfaces)."""
         try:
-            owner: Any = importlib.import_module(module)
-            *parents, name = path.split(".")
-            for part in parents:
-                owner = getattr(owner, part)
-            original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+            return self._locate(module, path)[2]
         except (ImportError, AttributeError, KeyError):
             if not optional:
                 log.debug("llm-otel: %s.%s not found; not patched", module, path)
+            return None
+
+    def wrap(self, module: str, path: str, wrapper: Callable[..., Any], optional: bool = False) -> bool:
+        """Wrap ``module:path`` with a wrapt wrapper. Returns False when it does not exist (see ``find``)."""
+        if self.find(module, path, optional) is None:
             return False
+        owner, name, original = self._locate(module, path)
         if isinstance(original, wrapt.FunctionWrapper):
             return True  # already ours (or someone's); don't stack
         wrapt.wrap_function_wrapper(owner, name, wrapper)
@@ -207,95 +213,3 @@ async def run_async(record: Call, wrapped: Any, args: Any, kwargs: Any) -> Any:
         raise
     finally:
         CURRENT.reset(token)
-
-
-def observed_iter(start: Callable[[], Call | None], inner: Iterator[Any], observe: Callable[..., Any]) -> Any:
-    """Iterate an SDK's lazy stream generator (nothing is sent until the first ``next``): the call starts at
-    the first iteration and ends exactly once, on exhaustion, error or ``close()`` / ``break``."""
-    record = start()
-    if record is None:
-        yield from inner
-        return
-    end = sc.STREAM_COMPLETED
-    try:
-        while True:
-            token = CURRENT.set(record)
-            try:
-                with use_span(record):
-                    item = next(inner)
-            except StopIteration:
-                break
-            finally:
-                CURRENT.reset(token)
-            observed(observe, record, item)
-            yield item
-    except GeneratorExit:
-        end = sc.STREAM_CLIENT_CLOSED
-        close = getattr(inner, "close", None)
-        if close is not None:
-            close()
-        raise
-    except BaseException as exc:
-        record.finish(exc, stream_end=sc.STREAM_ERROR)
-        raise
-    finally:
-        record.finish(stream_end=end)
-
-
-async def observed_aiter(
-    start: Callable[[], Call | None], inner: AsyncIterator[Any], observe: Callable[..., Any]
-) -> Any:
-    """Async twin of :func:`observed_iter`; cancellation ends the call as ``client_closed``."""
-    record = start()
-    if record is None:
-        async for item in inner:
-            yield item
-        return
-    end = sc.STREAM_COMPLETED
-    try:
-        while True:
-            token = CURRENT.set(record)
-            try:
-                with use_span(record):
-                    item = await inner.__anext__()
-            except StopAsyncIteration:
-                break
-            finally:
-                CURRENT.reset(token)
-            observed(observe, record, item)
-            yield item
-    except (GeneratorExit, asyncio.CancelledError):
-        end = sc.STREAM_CLIENT_CLOSED
-        close = getattr(inner, "aclose", None)
-        if close is not None:
-            with contextlib.suppress(Exception):
-                await close()
-        raise
-    except BaseException as exc:
-        record.finish(exc, stream_end=sc.STREAM_ERROR)
-        raise
-    finally:
-        record.finish(stream_end=end)
-
-
-class SelfClosingStream(SyncStreamProxy):
-    """Proxy for a stream object whose own generator closes its HTTP response when it ends (Mistral's
-    ``EventStream``, LiteLLM's stream iterators): the generic proxy's response-close hook, meant for helpers
-    that close the response behind the stream's back, would end such a stream as ``client_closed`` just
-    before its last item, so it is not installed. ``break``, ``close()``, ``with`` and GC still end the call."""
-
-    def __init__(self, wrapped: Any, record: Call, observe: Any) -> None:
-        wrapt.ObjectProxy.__init__(self, wrapped)
-        self._self_record = record
-        self._self_observe = observe
-        weakref.finalize(self, _gc_end, record).atexit = False
-
-
-class SelfClosingAsyncStream(AsyncStreamProxy):
-    """Async twin of :class:`SelfClosingStream`."""
-
-    def __init__(self, wrapped: Any, record: Call, observe: Any) -> None:
-        wrapt.ObjectProxy.__init__(self, wrapped)
-        self._self_record = record
-        self._self_observe = observe
-        weakref.finalize(self, _gc_end, record).atexit = False

@@ -16,13 +16,12 @@ import io
 import json
 import time
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 from .. import semconv as sc
 from ..core.call import CURRENT, Call
 from ..core.streams import SyncStreamProxy
 from ..core.usage import Usage, from_bedrock
-from ._base import LLMInstrumentor, run_sync
+from ._methods import MethodInstrumentor, Request, Surface
 
 _perf = time.perf_counter
 SERVICE = "bedrock-runtime"
@@ -145,75 +144,61 @@ def _throttled(response: Any) -> bool:
     return getattr(http_response, "status_code", None) == 429 or "Throttl" in code or code == "TooManyRequests"
 
 
-class BedrockInstrumentor(LLMInstrumentor):
+class BedrockInstrumentor(MethodInstrumentor):
     """Instruments ``bedrock-runtime`` clients of boto3 / botocore."""
 
     dependencies: ClassVar[tuple[str, ...]] = ("botocore >= 1.34",)
+    provider: ClassVar[str] = sc.PROVIDER_BEDROCK
+    surfaces = (Surface("botocore.client", "BaseClient._make_api_call"),)
 
-    def patch(self) -> None:
-        self._patcher.wrap("botocore.client", "BaseClient._make_api_call", self._api_call)
+    def extra_patches(self) -> None:
         self._patcher.wrap("botocore.endpoint", "Endpoint._needs_retry", self._needs_retry)
 
-    def _begin(self, client: Any, operation: str, params: dict[str, Any]) -> Call | None:
-        try:
-            model = params.get("modelId")
-            parts = urlsplit(getattr(client.meta, "endpoint_url", "") or "")
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-            op = sc.OP_EMBEDDINGS if isinstance(model, str) and "embed" in model else sc.OP_CHAT
-            record = Call(self.rt, sc.PROVIDER_BEDROCK, op, model, parts.hostname, port, operation in _STREAMING,
-                                {"aws.bedrock.operation": operation})  # fmt: skip
-        except Exception:
-            self.rt.report_internal_error("bedrock call start")
-            return None
-        self.rt.check_call(record)
-        return record
-
-    def _api_call(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    def request(self, surface: Surface, instance: Any, args: Any, kwargs: dict[str, Any]) -> Request | None:
+        """``_make_api_call(operation_name, api_params)``; None for other services and operations."""
         operation = args[0] if args else kwargs.get("operation_name")
-        try:
-            ours = operation in OPERATIONS and instance.meta.service_model.service_name == SERVICE
-        except AttributeError:
-            ours = False
-        if not ours:
-            return wrapped(*args, **kwargs)
-        if CURRENT.get() is not None:  # nested under an instrumented call: that call owns this one
-            return wrapped(*args, **kwargs)
+        if operation not in OPERATIONS or instance.meta.service_model.service_name != SERVICE:
+            return None
         params = args[1] if len(args) > 1 else kwargs.get("api_params", {})
-        record = self._begin(instance, operation, params)
-        if record is None:
-            return wrapped(*args, **kwargs)
-        result = run_sync(record, wrapped, args, kwargs)
-        try:
-            return self._handle(record, operation, result)
-        except Exception:
-            self.rt.report_internal_error("bedrock response")
-            record.finish()
-            return result
+        model = params.get("modelId")
+        op = sc.OP_EMBEDDINGS if isinstance(model, str) and "embed" in model else sc.OP_CHAT
+        url = getattr(instance.meta, "endpoint_url", None) or None
+        return Request(op, model, url, operation in _STREAMING, {"aws.bedrock.operation": operation},
+                       detail=operation)  # fmt: skip
 
-    def _handle(self, record: Call, operation: str, result: dict[str, Any]) -> dict[str, Any]:
+    def started(self, record: Call, request: Request) -> None:
+        record.extra = {"operation": request.detail}
+
+    @staticmethod
+    def _headers(record: Call, result: dict[str, Any]) -> dict[str, str]:
         record.response_model = record.request_model
         headers = (result.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
         record.response_id = headers.get("x-amzn-requestid")
-        if operation == "ConverseStream":
+        return headers
+
+    def wrap_stream(self, record: Call, result: Any, is_async: bool) -> Any:
+        self._headers(record, result)
+        if "stream" in result:  # ConverseStream
             result["stream"] = SyncStreamProxy(result["stream"], record, observe_converse_event)
-        elif operation == "InvokeModelWithResponseStream":
+        else:  # InvokeModelWithResponseStream
             result["body"] = SyncStreamProxy(result["body"], record, observe_invoke_chunk)
-        else:
-            usage = from_bedrock(result.get("usage")) if operation == "Converse" else usage_from_headers(headers)
-            if usage is not None:
-                record.usage = usage
-                record.usage_complete = True
-            if result.get("stopReason"):
-                record.finish_reasons = [result["stopReason"]]
-                if record.rt.settings.capture_content:  # Converse: output.message.content[].text
-                    content = ((result.get("output") or {}).get("message") or {}).get("content") or []
-                    record.output_text = [
-                        "".join(b["text"] for b in content if isinstance(b, dict) and isinstance(b.get("text"), str))
-                    ]
-            elif operation == "InvokeModel":
-                self._read_body(record, result)
-            record.finish()
         return result
+
+    def read_response(self, record: Call, result: Any) -> None:
+        headers = self._headers(record, result)
+        converse = record.extra is not None and record.extra["operation"] == "Converse"
+        usage = from_bedrock(result.get("usage")) if converse else usage_from_headers(headers)
+        if usage is not None:
+            record.usage, record.usage_complete = usage, True
+        if result.get("stopReason"):
+            record.finish_reasons = [result["stopReason"]]
+            if record.rt.settings.capture_content:  # Converse: output.message.content[].text
+                content = ((result.get("output") or {}).get("message") or {}).get("content") or []
+                record.output_text = [
+                    "".join(b["text"] for b in content if isinstance(b, dict) and isinstance(b.get("text"), str))
+                ]
+        elif not converse:
+            self._read_body(record, result)
 
     def _read_body(self, record: Call, result: dict[str, Any]) -> None:
         """Read invoke_model's body now for its finish reasons and put an unread copy in its place (the

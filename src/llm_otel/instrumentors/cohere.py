@@ -15,10 +15,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .. import semconv as sc
-from ..core.call import CURRENT, Call
-from ..core.throttle import retry_reason
+from ..core.call import Call
 from ..core.usage import field, from_cohere
-from ._base import LLMInstrumentor, new_record, observed_aiter, observed_iter, request_attributes, run_async, run_sync
+from ._methods import MethodInstrumentor, Surface, status_of
 
 _REQUEST_PARAMS = (("max_tokens", sc.REQUEST_MAX_TOKENS), ("temperature", sc.REQUEST_TEMPERATURE),
                    ("p", sc.REQUEST_TOP_P))  # fmt: skip
@@ -110,87 +109,42 @@ def observe_event(record: Call, event: Any) -> None:
             record.finish_reasons = [reason]
 
 
-def _sleep_hook(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    """``_retry_timeout(response, retries)`` / ``_retry_timeout_from_retries(retries)``: the next sleep."""
-    seconds = wrapped(*args, **kwargs)
-    record = CURRENT.get()
-    if record is not None:
-        response = kwargs.get("response", args[0] if args and not isinstance(args[0], int) else None)
-        status = getattr(response, "status_code", None)
-        try:
-            record.add_retry_sleep(float(seconds), retry_reason(status if isinstance(status, int) else None))
-        except Exception:
-            record.rt.report_internal_error("cohere retry sleep")
-    return seconds
+def _surfaces() -> tuple[Surface, ...]:
+    v2, v1 = "cohere.v2.client", "cohere.base_client"  # v1: Client / AsyncClient; their embed() batches here
+    out = []
+    for method, op, stream in (("chat", sc.OP_CHAT, False), ("embed", sc.OP_EMBEDDINGS, False),
+                               ("chat_stream", sc.OP_CHAT, True), ("generate", sc.OP_TEXT_COMPLETION, False),
+                               ("generate_stream", sc.OP_TEXT_COMPLETION, True)):  # fmt: skip
+        if not method.startswith("generate"):
+            out += [Surface(v2, f"V2Client.{method}", op, stream), Surface(v2, f"AsyncV2Client.{method}", op, stream)]
+        out += [Surface(v1, f"{cls}.{method}", op, stream, optional=True) for cls in ("BaseCohere", "AsyncBaseCohere")]
+    return tuple(out)
 
 
-class CohereInstrumentor(LLMInstrumentor):
+class CohereInstrumentor(MethodInstrumentor):
     """Instruments the ``cohere`` package (v1 and v2 clients)."""
 
     dependencies: ClassVar[tuple[str, ...]] = ("cohere >= 5.0",)
+    provider: ClassVar[str] = sc.PROVIDER_COHERE
+    surfaces = _surfaces()
+    retry_sleeps = (("cohere.core.http_client", "_retry_timeout"),
+                    ("cohere.core.http_client", "_retry_timeout_from_retries"))  # fmt: skip
+    request_params = _REQUEST_PARAMS
+    lazy_streams = True
 
-    def patch(self) -> None:
-        p = self._patcher
-        mod = "cohere.v2.client"
-        p.wrap(mod, "V2Client.chat", self._call_sync)
-        p.wrap(mod, "AsyncV2Client.chat", self._call_async)
-        p.wrap(mod, "V2Client.embed", self._call_sync)
-        p.wrap(mod, "AsyncV2Client.embed", self._call_async)
-        p.wrap(mod, "V2Client.chat_stream", self._stream_sync)
-        p.wrap(mod, "AsyncV2Client.chat_stream", self._stream_async)
-        v1 = "cohere.base_client"  # Client / AsyncClient; their own embed() batches through BaseCohere.embed
-        for method in ("chat", "generate", "embed"):
-            p.wrap(v1, f"BaseCohere.{method}", self._call_sync, optional=True)
-            p.wrap(v1, f"AsyncBaseCohere.{method}", self._call_async, optional=True)
-        for method in ("chat_stream", "generate_stream"):
-            p.wrap(v1, f"BaseCohere.{method}", self._stream_sync, optional=True)
-            p.wrap(v1, f"AsyncBaseCohere.{method}", self._stream_async, optional=True)
-        p.wrap("cohere.core.http_client", "_retry_timeout", _sleep_hook)
-        p.wrap("cohere.core.http_client", "_retry_timeout_from_retries", _sleep_hook)
+    def server_url(self, instance: Any, kwargs: dict[str, Any]) -> Any:
+        wrapper = getattr(getattr(instance, "_raw_client", None), "_client_wrapper", None)
+        if wrapper is not None:
+            return wrapper.get_base_url()
+        return getattr(getattr(instance, "_client_wrapper", None), "_base_url", None)
 
-    def _begin(self, instance: Any, kwargs: dict[str, Any], operation: str, streaming: bool) -> Call | None:
-        attrs = request_attributes(kwargs, _REQUEST_PARAMS)
-        url = None
-        try:
-            url = instance._raw_client._client_wrapper.get_base_url()
-        except Exception:
-            url = getattr(getattr(instance, "_client_wrapper", None), "_base_url", None)
-        return new_record(self.rt, "cohere", sc.PROVIDER_COHERE, operation, kwargs.get("model"), url, streaming,
-                          attrs)  # fmt: skip
+    def retry_status(self, args: Any, kwargs: dict[str, Any]) -> int | None:
+        """``_retry_timeout(response, retries)`` / ``_retry_timeout_from_retries(retries)``."""
+        return status_of(kwargs.get("response", args[0] if args and not isinstance(args[0], int) else None))
 
-    def _end(self, record: Call, wrapped: Any, result: Any) -> Any:
-        try:
-            (apply_embed if wrapped.__name__ == "embed" else apply_chat)(record, result)
-        except Exception:
-            self.rt.report_internal_error("cohere response")
-        record.finish()
-        return result
+    def read_response(self, record: Call, result: Any) -> None:
+        (apply_embed if record.operation == sc.OP_EMBEDDINGS else apply_chat)(record, result)
 
-    @staticmethod
-    def _operation(wrapped: Any) -> str:
-        name = wrapped.__name__
-        if name == "embed":
-            return sc.OP_EMBEDDINGS
-        return sc.OP_TEXT_COMPLETION if name.startswith("generate") else sc.OP_CHAT
-
-    def _call_sync(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        record = self._begin(instance, kwargs, self._operation(wrapped), False)
-        if record is None:
-            return wrapped(*args, **kwargs)
-        return self._end(record, wrapped, run_sync(record, wrapped, args, kwargs))
-
-    async def _call_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        record = self._begin(instance, kwargs, self._operation(wrapped), False)
-        if record is None:
-            return await wrapped(*args, **kwargs)
-        return self._end(record, wrapped, await run_async(record, wrapped, args, kwargs))
-
-    def _stream_sync(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        inner = wrapped(*args, **kwargs)  # a generator: nothing is sent yet
-        operation = self._operation(wrapped)
-        return observed_iter(lambda: self._begin(instance, kwargs, operation, True), inner, observe_event)
-
-    def _stream_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        inner = wrapped(*args, **kwargs)  # an async generator: nothing is sent yet
-        operation = self._operation(wrapped)
-        return observed_aiter(lambda: self._begin(instance, kwargs, operation, True), inner, observe_event)
+    def read_chunk(self, record: Call, event: Any) -> bool:
+        observe_event(record, event)
+        return True

@@ -17,14 +17,12 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 from .. import semconv as sc
 from ..core.call import CURRENT, Call, detached
 from ..core.throttle import retry_reason
 from ..core.usage import add, field, from_gemini
-from ..errors import CallBlocked
-from ._base import LLMInstrumentor, observed_aiter, observed_iter, run_async, run_sync
+from ._methods import MethodInstrumentor, Request, Surface
 
 _perf = time.perf_counter
 
@@ -76,20 +74,25 @@ def _has_output(chunk: Any) -> bool:
     return False
 
 
-class GoogleGenAIInstrumentor(LLMInstrumentor):
+class GoogleGenAIInstrumentor(MethodInstrumentor):
     """Instruments the ``google-genai`` package (``google.genai``)."""
 
     dependencies: ClassVar[tuple[str, ...]] = ("google-genai >= 1.0",)
+    provider: ClassVar[str] = sc.PROVIDER_GEMINI
+    surfaces = tuple(
+        Surface("google.genai.models", f"{cls}.{method}", op, stream)
+        for cls in ("Models", "AsyncModels")
+        for method, op, stream in (
+            ("generate_content", sc.OP_GENERATE_CONTENT, False),
+            ("embed_content", sc.OP_EMBEDDINGS, False),
+            ("generate_content_stream", sc.OP_GENERATE_CONTENT, True),
+        )
+    )
+    lazy_streams = True
 
-    def patch(self) -> None:
+    def extra_patches(self) -> None:
         p = self._patcher
         mod = "google.genai.models"
-        p.wrap(mod, "Models.generate_content", self._call_sync)
-        p.wrap(mod, "AsyncModels.generate_content", self._call_async)
-        p.wrap(mod, "Models.embed_content", self._call_sync)
-        p.wrap(mod, "AsyncModels.embed_content", self._call_async)
-        p.wrap(mod, "Models.generate_content_stream", self._stream_sync)
-        p.wrap(mod, "AsyncModels.generate_content_stream", self._stream_async)
         p.wrap(mod, "Models._generate_content", self._hop_sync)
         p.wrap(mod, "AsyncModels._generate_content", self._hop_async)
         p.wrap(mod, "Models._generate_content_stream", self._hop_stream_sync)
@@ -101,57 +104,20 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
         p.wrap(extra, "get_function_response_parts", _run_tools_sync, optional=True)
         p.wrap(extra, "get_function_response_parts_async", _run_tools_async, optional=True)
 
-    # --- records -------------------------------------------------------------------------------------------
-    def _new_record(self, instance: Any, kwargs: dict[str, Any], operation: str, streaming: bool) -> Call:
+    # --- the public call ---------------------------------------------------------------------------------------
+    def request(self, surface: Surface, instance: Any, args: Any, kwargs: dict[str, Any]) -> Request | None:
         api = getattr(instance, "_api_client", None)
         provider = sc.PROVIDER_VERTEX_AI if getattr(api, "vertexai", False) else sc.PROVIDER_GEMINI
-        base_url = getattr(getattr(api, "_http_options", None), "base_url", None) or ""
-        parts = urlsplit(base_url)
-        port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme else None)
-        record = Call(self.rt, provider, operation, model_name(kwargs.get("model")), parts.hostname, port,
-                            streaming)  # fmt: skip
+        url = getattr(getattr(api, "_http_options", None), "base_url", None) or None
+        return Request(surface.operation, model_name(kwargs.get("model")), url, surface.stream, provider=provider)
+
+    def started(self, record: Call, request: Request) -> None:
         record.extra = {"gemini": True, "hops": 0}
-        self.rt.check_call(record)
-        return record
 
-    def _begin(self, instance: Any, wrapped: Any, kwargs: dict[str, Any], streaming: bool) -> Call | None:
-        if CURRENT.get() is not None:  # nested under an instrumented call: that call owns this one
-            return None
-        operation = sc.OP_EMBEDDINGS if wrapped.__name__ == "embed_content" else sc.OP_GENERATE_CONTENT
-        try:
-            return self._new_record(instance, kwargs, operation, streaming)
-        except CallBlocked:
-            raise
-        except Exception:
-            self.rt.report_internal_error("google-genai call start")
-            return None
+    def read_response(self, record: Call, result: Any) -> None:
+        apply_response(record, result, usage_from_hops=bool(record.extra and record.extra["hops"]))
 
-    def _end(self, record: Call, result: Any) -> None:
-        try:
-            apply_response(record, result, usage_from_hops=bool(record.extra and record.extra["hops"]))
-        except Exception:
-            self.rt.report_internal_error("google-genai response")
-        record.finish()
-
-    # --- public, non-streaming -------------------------------------------------------------------------------
-    def _call_sync(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        record = self._begin(instance, wrapped, kwargs, False)
-        if record is None:
-            return wrapped(*args, **kwargs)
-        result = run_sync(record, wrapped, args, kwargs)
-        self._end(record, result)
-        return result
-
-    async def _call_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        record = self._begin(instance, wrapped, kwargs, False)
-        if record is None:
-            return await wrapped(*args, **kwargs)
-        result = await run_async(record, wrapped, args, kwargs)
-        self._end(record, result)
-        return result
-
-    # --- public, streaming ---------------------------------------------------------------------------------
-    def _observe(self, record: Call, chunk: Any) -> None:
+    def read_chunk(self, record: Call, chunk: Any) -> bool:
         if _has_output(chunk):
             record.output_chunk()
         from_hops = bool(record.extra and record.extra["hops"])
@@ -160,14 +126,7 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
             # Every chunk carries running counts; they are final on the chunk that finishes the candidate.
             finished = any(field(c, "finish_reason") for c in field(chunk, "candidates") or ())
             record.usage_complete = finished and record.usage is not None
-
-    def _stream_sync(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        inner = wrapped(*args, **kwargs)  # lazy: nothing is sent until iterated, so the call starts then
-        return observed_iter(lambda: self._begin(instance, wrapped, kwargs, True), inner, self._observe)
-
-    async def _stream_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        inner = await wrapped(*args, **kwargs)  # an async generator; nothing is sent yet
-        return observed_aiter(lambda: self._begin(instance, wrapped, kwargs, True), inner, self._observe)
+        return True
 
     # --- one request hop (exact usage under automatic function calling) -----------------------------------
     @staticmethod

@@ -19,7 +19,6 @@ with a usage chunk, which is swallowed), and the ``CustomStreamWrapper`` is prox
 
 from __future__ import annotations
 
-import functools
 import inspect
 import numbers
 import sys
@@ -30,15 +29,8 @@ from .. import semconv as sc
 from ..core.call import CURRENT, Call
 from ..core.throttle import header_int, retry_reason
 from ..core.usage import field
-from ._base import (
-    LLMInstrumentor,
-    SelfClosingAsyncStream,
-    SelfClosingStream,
-    new_record,
-    request_attributes,
-    run_async,
-    run_sync,
-)
+from ._base import request_attributes
+from ._methods import MethodInstrumentor, Request, Surface
 from .openai import apply_openai_response, observe_chat_chunk, observe_responses_event
 
 #: LiteLLM provider ids -> gen_ai.provider.name (others are kept as LiteLLM names them).
@@ -146,23 +138,21 @@ def _count_retries(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     return wrapped(*args, **{**kwargs, "original_function": attempt})
 
 
-class LiteLLMInstrumentor(LLMInstrumentor):
+class LiteLLMInstrumentor(MethodInstrumentor):
     """Instruments the ``litellm`` package's public call functions."""
 
     dependencies: ClassVar[tuple[str, ...]] = ("litellm >= 1.60",)
+    provider: ClassVar[str] = "litellm"  # each call names its own: the provider LiteLLM routes it to
+    surfaces = tuple(Surface("litellm", name, op, optional=True) for name, op in _OPERATIONS.items())
 
-    def patch(self) -> None:
-        for name in _OPERATIONS:
-            wrapper = self._async if name.startswith("a") else self._sync
-            self._patcher.wrap("litellm", name, functools.partial(wrapper, name), optional=True)
+    def extra_patches(self) -> None:
         # `num_retries`: after a failed attempt LiteLLM calls these, which retry through tenacity.
         for name in ("completion_with_retries", "acompletion_with_retries"):
             self._patcher.wrap("litellm", name, _count_retries, optional=True)
 
     # --- start -----------------------------------------------------------------------------------------------
-    def _begin(self, name: str, args: Any, kwargs: dict[str, Any]) -> tuple[Call, str, dict[str, Any]] | None:
-        """(record, LiteLLM provider id, kwargs to call with), or None to pass through."""
-        if CURRENT.get() is not None:
+    def request(self, surface: Surface, instance: Any, args: Any, kwargs: dict[str, Any]) -> Request | None:
+        if CURRENT.get() is not None:  # nested: the outer call owns it (and LiteLLM's routing work is skipped)
             return None
         import litellm
 
@@ -176,20 +166,23 @@ class LiteLLMInstrumentor(LLMInstrumentor):
         except Exception:  # LiteLLM will raise its own error for this call
             bare, llm_provider, api_base = model, model.partition("/")[0] if "/" in model else "", None
         stream = bool(kwargs.get("stream"))
-        operation = _OPERATIONS[name]
         attrs: dict[str, Any] = {sc.VIA: sc.VIA_LITELLM, **request_attributes(kwargs, _REQUEST_PARAMS)}
         provider = PROVIDERS.get(llm_provider, llm_provider or "litellm")
-        record = new_record(self.rt, "litellm", provider, operation, bare, api_base or kwargs.get("api_base"), stream,
-                            attrs)  # fmt: skip
-        if record is None:
-            return None
-        record.extra = {"litellm_provider": llm_provider, "name": name}
-        if stream and operation == sc.OP_CHAT and name.endswith("completion") and self.rt.settings.inject_stream_usage:
+        send, inject = None, False
+        if stream and surface.operation == sc.OP_CHAT and surface.path.endswith("completion"):
             options = kwargs.get("stream_options")
-            if not (isinstance(options, dict) and "include_usage" in options):
-                kwargs = {**kwargs, "stream_options": {**(options or {}), "include_usage": True}}
-                record.swallow_usage_chunk = True
-        return record, llm_provider, kwargs
+            inject = self.rt.settings.inject_stream_usage and not (
+                isinstance(options, dict) and "include_usage" in options
+            )
+            if inject:
+                send = {**kwargs, "stream_options": {**(options or {}), "include_usage": True}}
+        return Request(surface.operation, bare, api_base or kwargs.get("api_base"), stream, attrs, provider, send,
+                       (llm_provider, surface.path, inject))  # fmt: skip
+
+    def started(self, record: Call, request: Request) -> None:
+        llm_provider, name, inject = request.detail
+        record.extra = {"litellm_provider": llm_provider, "name": name}
+        record.swallow_usage_chunk = inject
 
     # --- results ---------------------------------------------------------------------------------------------
     def _cost_fallback(self, record: Call, response: Any, reported: float | None) -> None:
@@ -215,7 +208,7 @@ class LiteLLMInstrumentor(LLMInstrumentor):
         if cost is not None:
             record.extra["fallback_cost"] = (cost, sc.COST_SOURCE_LITELLM)  # type: ignore[index]
 
-    def _apply(self, record: Call, response: Any) -> None:
+    def read_response(self, record: Call, response: Any) -> None:
         hidden = getattr(response, "_hidden_params", None) or {}
         apply_openai_response(record, response)
         usage = record.usage
@@ -230,18 +223,13 @@ class LiteLLMInstrumentor(LLMInstrumentor):
             record.span.set_attribute(sc.COST_LITELLM_USD, reported)
         self._cost_fallback(record, response, reported)
 
-    def _handle(self, record: Call, result: Any, proxy_type: Any) -> Any:
-        try:
-            if record.streaming and hasattr(result, "__next__" if proxy_type is SelfClosingStream else "__anext__"):
-                _set_ratelimit(record, getattr(result, "_hidden_params", None))
-                return proxy_type(result, record, self._observer(record))
-            self._apply(record, result)
-        except Exception:
-            self.rt.report_internal_error("litellm response")
-        record.finish()
-        return result
+    def wrap_stream(self, record: Call, result: Any, is_async: bool) -> Any:
+        if not hasattr(result, "__anext__" if is_async else "__next__"):
+            return None
+        _set_ratelimit(record, getattr(result, "_hidden_params", None))
+        return super().wrap_stream(record, result, is_async)
 
-    def _observer(self, record: Call) -> Any:
+    def chunk_reader(self, record: Call) -> Any:
         responses = record.extra is not None and record.extra.get("name", "").endswith("responses")
 
         def observe(rec: Call, chunk: Any) -> bool:
@@ -258,30 +246,3 @@ class LiteLLMInstrumentor(LLMInstrumentor):
             return observe_chat_chunk(rec, chunk)
 
         return observe
-
-    # --- wrappers --------------------------------------------------------------------------------------------
-    def _sync(self, name: str, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        started = self._begin(name, args, kwargs)
-        if started is None:
-            return wrapped(*args, **kwargs)
-        record, _, kwargs = started
-        result = run_sync(record, wrapped, args, kwargs)
-        if inspect.isawaitable(result):  # completion(..., acompletion=True) returns a coroutine
-            return self._await(record, result)
-        return self._handle(record, result, SelfClosingStream)
-
-    async def _await(self, record: Call, awaitable: Any) -> Any:
-        result = await run_async(record, _identity_await, (awaitable,), {})
-        return self._handle(record, result, SelfClosingAsyncStream)
-
-    async def _async(self, name: str, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        started = self._begin(name, args, kwargs)
-        if started is None:
-            return await wrapped(*args, **kwargs)
-        record, _, kwargs = started
-        result = await run_async(record, wrapped, args, kwargs)
-        return self._handle(record, result, SelfClosingAsyncStream)
-
-
-async def _identity_await(awaitable: Any) -> Any:
-    return await awaitable

@@ -14,150 +14,76 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .. import semconv as sc
-from ..core.call import CURRENT, Call
-from ..core.throttle import retry_reason
+from ..core.call import Call
 from ..core.usage import field, from_openai
-from ._base import (
-    LLMInstrumentor,
-    SelfClosingAsyncStream,
-    SelfClosingStream,
-    new_record,
-    request_attributes,
-    run_async,
-    run_sync,
-)
+from ._methods import MethodInstrumentor, Surface, status_of
 
 _PKG = "mistralai.client"
 
 
+def _surfaces(module: str, cls: str, op: str, streams: bool = True) -> tuple[Surface, ...]:
+    methods = (("complete", False), ("complete_async", False), ("stream", True), ("stream_async", True))
+    return tuple(Surface(f"{_PKG}.{module}", f"{cls}.{m}", op, s) for m, s in methods if streams or not s)
+
+
 def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
     if isinstance(content, list):  # content chunks (text, thinking, ...)
         return "".join(t for t in (field(c, "text") for c in content) if isinstance(t, str))
-    return ""
+    return content if isinstance(content, str) else ""
 
 
-def apply_usage(record: Call, raw: Any) -> None:
-    usage = from_openai(raw)  # prompt/completion tokens; prompt_tokens_details.cached_tokens when cached
-    if usage is None:
-        return
-    if record.operation == sc.OP_EMBEDDINGS:
-        usage.output_tokens = None  # the SDK fills a 0 default: embeddings have no output tokens
-    record.usage = usage
-    record.usage_complete = True
-
-
-def apply_response(record: Call, body: Any) -> None:
-    """ChatCompletionResponse, FIMCompletionResponse or EmbeddingResponse."""
-    record.response_model = field(body, "model") or record.response_model
-    record.response_id = field(body, "id") or record.response_id
-    choices = field(body, "choices")
-    if isinstance(choices, list) and choices:
-        reasons = [str(r) for r in (field(c, "finish_reason") for c in choices) if r]
-        record.finish_reasons = reasons or None
-        if record.output_text is None and record.rt.settings.capture_content:
-            record.output_text = ["".join(_text(field(field(c, "message"), "content")) for c in choices)]
-    apply_usage(record, field(body, "usage"))
-
-
-def observe_event(record: Call, event: Any) -> bool:
-    """One ``CompletionEvent``."""
-    chunk = getattr(event, "data", event)
-    if record.response_model is None:
-        record.response_model = field(chunk, "model")
-        record.response_id = field(chunk, "id")
-    usage = field(chunk, "usage")
-    if usage:
-        apply_usage(record, usage)
-    output = False
-    for choice in field(chunk, "choices") or ():
-        delta = field(choice, "delta")
-        text = _text(field(delta, "content"))
-        tool_calls = field(delta, "tool_calls")
-        if text or (isinstance(tool_calls, list) and tool_calls):
-            output = True
-            if text and record.output_text is not None:
-                record.output_text.append(text)
-        reason = field(choice, "finish_reason")
-        if reason:
-            record.finish_reasons = [str(reason)]
-    if output:
-        record.output_chunk()
-    return True
-
-
-def _sleep_interval(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    """``_get_sleep_interval(exception, ...)``: the seconds the retry loop sleeps next."""
-    seconds = wrapped(*args, **kwargs)
-    record = CURRENT.get()
-    if record is not None:
-        exception = args[0] if args else kwargs.get("exception")
-        status = getattr(getattr(exception, "response", None), "status_code", None)
-        try:
-            record.add_retry_sleep(float(seconds), retry_reason(status if isinstance(status, int) else None))
-        except Exception:
-            record.rt.report_internal_error("mistral retry sleep")
-    return seconds
-
-
-class MistralInstrumentor(LLMInstrumentor):
+class MistralInstrumentor(MethodInstrumentor):
     """Instruments the ``mistralai`` package (3.x layout, ``mistralai.client``)."""
 
     dependencies: ClassVar[tuple[str, ...]] = ("mistralai >= 3.0",)
+    provider: ClassVar[str] = sc.PROVIDER_MISTRAL
+    surfaces = (*_surfaces("chat", "Chat", sc.OP_CHAT), *_surfaces("fim", "Fim", sc.OP_TEXT_COMPLETION),
+                Surface(f"{_PKG}.embeddings", "Embeddings.create", sc.OP_EMBEDDINGS),
+                Surface(f"{_PKG}.embeddings", "Embeddings.create_async", sc.OP_EMBEDDINGS))  # fmt: skip
+    retry_sleeps = ((f"{_PKG}.utils.retries", "_get_sleep_interval"),)
 
-    def patch(self) -> None:
-        p = self._patcher
-        for cls, op in (("chat.Chat", sc.OP_CHAT), ("fim.Fim", sc.OP_TEXT_COMPLETION)):
-            mod, name = cls.split(".")
-            p.wrap(f"{_PKG}.{mod}", f"{name}.complete", self._sync(op, False))
-            p.wrap(f"{_PKG}.{mod}", f"{name}.complete_async", self._async(op, False))
-            p.wrap(f"{_PKG}.{mod}", f"{name}.stream", self._sync(op, True))
-            p.wrap(f"{_PKG}.{mod}", f"{name}.stream_async", self._async(op, True))
-        p.wrap(f"{_PKG}.embeddings", "Embeddings.create", self._sync(sc.OP_EMBEDDINGS, False))
-        p.wrap(f"{_PKG}.embeddings", "Embeddings.create_async", self._async(sc.OP_EMBEDDINGS, False))
-        p.wrap(f"{_PKG}.utils.retries", "_get_sleep_interval", _sleep_interval)
+    def server_url(self, instance: Any, kwargs: dict[str, Any]) -> Any:
+        return kwargs.get("server_url") or instance.sdk_configuration.get_server_details()[0]
 
-    def _begin(self, instance: Any, kwargs: dict[str, Any], operation: str, streaming: bool) -> Call | None:
-        if CURRENT.get() is not None:
-            return None
-        attrs = request_attributes(kwargs)
-        url = kwargs.get("server_url")
-        if not url:
-            try:
-                url = instance.sdk_configuration.get_server_details()[0]
-            except Exception:
-                url = None
-        return new_record(self.rt, "mistral", sc.PROVIDER_MISTRAL, operation, kwargs.get("model"), url, streaming,
-                          attrs)  # fmt: skip
+    def retry_status(self, args: Any, kwargs: dict[str, Any]) -> int | None:
+        """``_get_sleep_interval(exception, ...)``."""
+        return status_of(getattr(args[0] if args else kwargs.get("exception"), "response", None))
 
-    def _end(self, record: Call, result: Any, streaming: bool, proxy: Any) -> Any:
-        try:
-            if streaming:
-                if result is None:  # the SDK returns None for an empty body
-                    record.finish()
-                    return result
-                return proxy(result, record, observe_event)
-            apply_response(record, result)
-        except Exception:
-            self.rt.report_internal_error("mistral response")
-        record.finish()
-        return result
+    def read_response(self, record: Call, result: Any) -> None:
+        """ChatCompletionResponse, FIMCompletionResponse or EmbeddingResponse (None for an empty stream)."""
+        record.response_model = field(result, "model") or record.response_model
+        record.response_id = field(result, "id") or record.response_id
+        choices = field(result, "choices")
+        if isinstance(choices, list) and choices:
+            record.finish_reasons = [str(r) for r in (field(c, "finish_reason") for c in choices) if r] or None
+            if record.output_text is None and record.rt.settings.capture_content:
+                record.output_text = ["".join(_text(field(field(c, "message"), "content")) for c in choices)]
+        self._usage(record, field(result, "usage"))
 
-    def _sync(self, operation: str, streaming: bool) -> Any:
-        def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            record = self._begin(instance, kwargs, operation, streaming)
-            if record is None:
-                return wrapped(*args, **kwargs)
-            return self._end(record, run_sync(record, wrapped, args, kwargs), streaming, SelfClosingStream)
+    def read_chunk(self, record: Call, event: Any) -> bool:
+        """One ``CompletionEvent``."""
+        chunk = getattr(event, "data", event)
+        if record.response_model is None:
+            record.response_model, record.response_id = field(chunk, "model"), field(chunk, "id")
+        self._usage(record, field(chunk, "usage"))
+        output = False
+        for choice in field(chunk, "choices") or ():
+            delta = field(choice, "delta")
+            text = _text(field(delta, "content"))
+            if text or field(delta, "tool_calls"):
+                output = True
+                if text and record.output_text is not None:
+                    record.output_text.append(text)
+            if field(choice, "finish_reason"):
+                record.finish_reasons = [str(field(choice, "finish_reason"))]
+        if output:
+            record.output_chunk()
+        return True
 
-        return wrapper
-
-    def _async(self, operation: str, streaming: bool) -> Any:
-        async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            record = self._begin(instance, kwargs, operation, streaming)
-            if record is None:
-                return await wrapped(*args, **kwargs)
-            return self._end(record, await run_async(record, wrapped, args, kwargs), streaming, SelfClosingAsyncStream)
-
-        return wrapper
+    @staticmethod
+    def _usage(record: Call, raw: Any) -> None:
+        usage = from_openai(raw) if raw else None  # cached: prompt_tokens_details.cached_tokens
+        if usage is not None:
+            if record.operation == sc.OP_EMBEDDINGS:
+                usage.output_tokens = None  # the SDK fills a 0 default: embeddings have no output tokens
+            record.usage, record.usage_complete = usage, True
