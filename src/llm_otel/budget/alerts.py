@@ -51,7 +51,8 @@ class BudgetAlert:
     action: str
     fired_at: datetime
     passed: tuple[str, ...] = ()
-    """Lower thresholds this call jumped past: marked as fired, without alerts of their own."""
+    """Lower thresholds this call jumped past (usage was below them before it), marked as fired without alerts of
+    their own; never one an earlier call reached. ``projected`` is among them when this call reached the limit."""
     trace_id: str | None = None
     span_id: str | None = None
 

@@ -42,7 +42,7 @@ from .rules import (
     scope_matches,
 )
 from .store import Fired, Mark, MemoryStore, SqliteStore, Store, classify, default_path
-from .view import INF, NEG, Active, Batch, Route, Segment, State, amount_of, decide, next_at, token_sum
+from .view import INF, NEG, Active, Batch, Route, Segment, State, amount_of, decide, jumped, next_at, token_sum
 
 log = logging.getLogger("llm_otel.budget")
 
@@ -224,6 +224,7 @@ class BudgetProcessor:
                 else:
                     p[0] += amount
                     p[1] += 1
+                before = st.used
                 st.used += amount
                 if st.used >= st.next_at or (
                     a.forecast
@@ -231,7 +232,7 @@ class BudgetProcessor:
                     and st.used * st.fc_span > a.limit * (now - st.fc_since)
                     and PROJECTED not in st.fired
                 ):
-                    found = self._cross_locally(a, st, group, now, record)
+                    found = self._cross_locally(a, st, group, now, record, before)
                     if found:
                         crossed = (crossed or []) + found
             if entries is not None:
@@ -315,8 +316,9 @@ class BudgetProcessor:
         since = max(start, mark.since) if mark is not None else start
         return forecast(a.budget, used, now, since, end)
 
-    def _cross_locally(self, a: Active, st: State, group: str, now: float, record: UsageRecord
-                       ) -> list[BudgetAlert]:  # fmt: skip
+    def _cross_locally(self, a: Active, st: State, group: str, now: float, record: UsageRecord,
+                       before: float) -> list[BudgetAlert]:  # fmt: skip
+        """Threshold decisions in this process's view for a call that took usage from ``before`` to ``st.used``."""
         arm_after, win, w_start, w_end = self._arm(a, st, now)
         used = st.used
         fc = self._forecast(a, used, now, w_start, w_end)
@@ -326,7 +328,7 @@ class BudgetProcessor:
             st.fired[label] = win
         if a.rolling is None:
             st.next_at = next_at(a, st.fired)
-        passed = tuple(lbl for lbl, alert in decisions if not alert)
+        passed = jumped(a, decisions, before)
         for label, alert in decisions:
             if alert:
                 out.append(self._alert(a, group, label, used, fc, w_start, w_end, now, passed, record.trace_id,
@@ -463,7 +465,8 @@ class BudgetProcessor:
                         totals[bucket] = totals.get(bucket, 0.0) + amount
                     continue
                 for now, bucket, amount, n in self._calls_of(batch, a, group):
-                    total = totals[bucket] = totals.get(bucket, 0.0) + amount
+                    prev = totals.get(bucket, 0.0)
+                    total = totals[bucket] = prev + amount
                     if a.rolling is None:
                         used = total
                         w_start, w_end = float(bucket), self._window_end(a, bucket)
@@ -481,7 +484,8 @@ class BudgetProcessor:
                     decisions = decide(a, used, fired, arm_after, win, fc)
                     if not decisions:
                         continue
-                    passed = tuple(lbl for lbl, alert in decisions if not alert)
+                    before = prev if a.rolling is None else _live_before(totals, live, bucket, prev)
+                    passed = jumped(a, decisions, before)
                     trace_id, span_id = _ids(batch[n][1])
                     for label, alert in decisions:
                         fired[label] = win
@@ -775,6 +779,11 @@ class BudgetProcessor:
     def _observe_utilization(self, options: CallbackOptions) -> list[Observation]:
         """``llm_otel.budget.utilization`` at collection time: this process's view of each current window."""
         return [Observation(used / a.limit, a.attrs(group)) for a, group, _st, used in self._current()]
+
+
+def _live_before(totals: Mapping[int, float], live: float, bucket: int, prev: float) -> float:
+    """Rolling usage just before a replayed call: the live buckets, with ``prev`` for the call's own one."""
+    return prev + sum(v for b, v in totals.items() if b > live and b != bucket)
 
 
 def _ids(ctx: Any) -> tuple[str | None, str | None]:

@@ -26,8 +26,9 @@ class Threshold:
 class Active:
     """A budget prepared for the hot path (plain attributes; no pydantic lookups per call)."""
 
-    __slots__ = ("block", "bucket_s", "budget", "first_at", "forecast", "gauge_attrs", "group_by", "idx", "limit",
-                 "matchers", "name", "rolling", "thresholds", "token_fields", "token_set", "tokens")  # fmt: skip
+    __slots__ = ("amounts", "block", "bucket_s", "budget", "first_at", "forecast", "gauge_attrs", "group_by", "idx",
+                 "limit", "matchers", "name", "rolling", "thresholds", "token_fields", "token_set",
+                 "tokens")  # fmt: skip
 
     def __init__(self, idx: int, budget: Budget) -> None:
         self.idx = idx
@@ -46,6 +47,8 @@ class Active:
             Threshold(t, t * budget.limit, threshold_label(t), budget.level_of(t)) for t in budget.thresholds
         )
         self.first_at = self.thresholds[0].amount  # below this no threshold can fire
+        # label -> the usage that reaches it (``projected`` is marked as passed once the limit is reached)
+        self.amounts = {PROJECTED: budget.limit, **{t.label: t.amount for t in self.thresholds}}
         self.block = budget.action == "block"
         self.gauge_attrs: dict[str, dict[str, str]] = {}
 
@@ -157,6 +160,15 @@ def decide(a: Active, used: float, fired: Mapping[str, float], arm_after: float,
         elif fc is not None and fc > a.limit:
             out.append((PROJECTED, True))
     return out
+
+
+def jumped(a: Active, decisions: list[tuple[str, bool]], before: float) -> tuple[str, ...]:
+    """The labels ``decide`` marks without an alert that this call crossed: usage was below them before it.
+
+    Rolling windows re-mark lower thresholds that already fired earlier in the window (so they do not
+    re-arm under a sustained overrun); those were not passed by this call.
+    """
+    return tuple(label for label, alert in decisions if not alert and before < a.amounts[label])
 
 
 def token_sum(usage: Any, fields: tuple[str, ...]) -> float | None:

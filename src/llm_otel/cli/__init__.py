@@ -18,9 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from .tables import count, fmt, money, percentile, table
-
-NAME_WIDTH = 26  # model names are cut to this so tables fit 80 columns
+from .tables import count, fmt, group_name, money, percentile, table
 
 
 class CliError(Exception):
@@ -33,8 +31,8 @@ def _rows_by_model(ledger_file: Path) -> dict[str, list[dict[str, Any]]]:
 
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in read_rows(ledger_file):
-        model = row["response_model"] or row["request_model"] or "?"
-        groups.setdefault(f"{row['provider']}/{model}", []).append(row)
+        model = row["response_model"] or row["request_model"]
+        groups.setdefault(group_name(row["provider"], model), []).append(row)
     return dict(sorted(groups.items()))
 
 
@@ -65,16 +63,17 @@ def demo_summary(ledger_file: Path) -> list[dict[str, Any]]:
 
 
 def render_demo_tables(summary: list[dict[str, Any]]) -> str:
-    usage = [[s["model"][:NAME_WIDTH], str(s["calls"]), str(s["errors"]), count(s["tokens"]["input"]),
+    usage = [[s["model"], str(s["calls"]), str(s["errors"]), count(s["tokens"]["input"]),
               count(s["tokens"]["cache_read"]), count(s["tokens"]["output"]), count(s["tokens"]["reasoning"]),
               money(s["cost_usd"]) if s["cost_usd"] is not None else "unpriced"] for s in summary]  # fmt: skip
-    timing = [[s["model"][:NAME_WIDTH], fmt(s["duration_p50_s"], ".2f"), fmt(s["duration_p95_s"], ".2f"),
+    timing = [[s["model"], fmt(s["duration_p50_s"], ".2f"), fmt(s["duration_p95_s"], ".2f"),
                fmt(s["ttfc_p50_s"], ".2f"), fmt(s["tokens_per_second_p50"], ".0f"),
                fmt(s["burst_tokens_per_second_p50"], ".0f"), f"{s['throttle_wait_s']:.2f}", str(s["retries"])]
               for s in summary]  # fmt: skip
     return "\n\n".join([
-        table(["provider/model", "calls", "err", "in", "cache_rd", "out", "reason", "cost $"], usage),
-        table(["provider/model", "p50 s", "p95 s", "ttfc s", "tok/s", "burst", "thrtl s", "retry"], timing),
+        table(["provider/model", "calls", "err", "in", "cache_rd", "out", "reason", "cost $"], usage, width=80),
+        table(["provider/model", "p50 s", "p95 s", "ttfc s", "tok/s", "burst", "thrtl s", "retry"], timing,
+              width=80),
     ])  # fmt: skip
 
 
@@ -165,10 +164,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         calls = None if args.forever else args.calls
         progress = run(sim.base_url, calls, args.concurrency, args.duration, rate=args.rate,
                        on_progress=show, stop=stop)  # fmt: skip
+        async_calls = 0
         if not args.forever:
             import asyncio
 
-            asyncio.run(run_async_sample(sim.base_url))
+            async_calls = asyncio.run(run_async_sample(sim.base_url))
+            say(f"  + {async_calls} async calls (AsyncOpenAI, AsyncAnthropic)")
         served = sim.served_usage()
     llm_otel.flush()
     summary = demo_summary(ledger_file)
@@ -177,8 +178,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     provider = {k: sum(v[k] for v in served.values()) for k in ("input", "output")}
     llm_otel.uninstrument()
     match = recorded == provider
+    made = progress.done + async_calls
     if as_json:
-        print(json.dumps({"schema": 1, "ledger": str(ledger_file), "calls": progress.done + (0 if args.forever else 10),
+        print(json.dumps({"schema": 1, "ledger": str(ledger_file), "calls": made,
                           "errors": progress.errors, "seconds": round(time.monotonic() - start, 3),
                           "models": summary, "alerts": alerts, "provider_reported": provider,
                           "recorded": recorded, "match": match}, indent=2))  # fmt: skip
@@ -188,7 +190,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     verdict = "match" if match else "MISMATCH"
     print(f"\ntokens reported by the provider: {provider['input']} in / {provider['output']} out")
     print(f"tokens recorded by llm-otel:     {recorded['input']} in / {recorded['output']} out ({verdict})")
-    print(f"{progress.done} calls in {time.monotonic() - start:.1f} s; {len(alerts)} budget alerts")
+    print(f"{made} calls in {time.monotonic() - start:.1f} s; {len(alerts)} budget alerts")
     print(f"next: llm-otel report --ledger {ledger_file}")
     return 0 if match else 1
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..sinks.ledger import COLUMNS, KNOWN_CONTEXT_COLUMNS
-from .tables import count, money, table
+from .tables import count, group_name, money, table
 
 TOKEN_KINDS = ("input", "output", "cache_read", "cache_write", "reasoning")
 # Grouping keys that are ledger columns; any other key is read from the row's JSON attributes.
@@ -159,17 +159,17 @@ def build(
 
 
 def render_table(report: dict[str, Any]) -> str:
-    """Human-readable report that fits 80 columns."""
+    """Human-readable report: fits 80 columns unless a group name is too long (names are never cut)."""
     out = []
     keys = report["group_by"]
     rows = [
-        [" / ".join(g["key"][k] or "-" for k in keys)[:28], str(g["calls"]), str(g["errors"]),
+        [group_name(*(g["key"][k] for k in keys)), str(g["calls"]), str(g["errors"]),
          count(g["tokens"]["input"]), count(g["tokens"]["output"]),
          money(g["cost_usd"]) if g["calls"] > g["unpriced_calls"] else "-",
          str(g["unpriced_calls"]) if g["unpriced_calls"] else ""]
         for g in report["groups"]
     ]  # fmt: skip
-    out.append(table(["/".join(keys), "calls", "err", "in", "out", "cost $", "unpriced"], rows))
+    out.append(table(["/".join(keys), "calls", "err", "in", "out", "cost $", "unpriced"], rows, width=80))
     if report["daily"]:
         out.append("")
         out.append(table(["day", "calls", "in", "out", "cost $"], [

@@ -1,4 +1,4 @@
-"""Plain-text tables and small number formatting for the command line (fits 80 columns when asked)."""
+"""Plain-text tables, names and small number formatting for the command line."""
 
 from __future__ import annotations
 
@@ -28,12 +28,20 @@ def money(x: float) -> str:
     return f"{x:.4f}" if x < 100 else f"{x:,.2f}"
 
 
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    """Left-aligned first column, right-aligned others, two spaces apart, with a rule under the header."""
+def group_name(*parts: str | None) -> str:
+    """The one way tables name a group: ``provider/model`` (``-`` for a missing part), never shortened."""
+    return "/".join(p or "-" for p in parts)
+
+
+def table(headers: list[str], rows: list[list[str]], width: int | None = None) -> str:
+    """Left-aligned first column, right-aligned others, with a rule under the header. Every column is as wide
+    as its longest cell; columns are two spaces apart, or one when two would make the table wider than
+    ``width``. Cells are never cut, so a long enough name still makes the table wider."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    gap = "  " if width is None or sum(widths) + 2 * (len(widths) - 1) <= width else " "
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        return gap.join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
 
     head = line(headers)
     return "\n".join([head, "-" * len(head), *(line(r) for r in rows)])

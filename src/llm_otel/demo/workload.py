@@ -153,16 +153,18 @@ def run(
     return progress
 
 
-async def run_async_sample(base_url: str, n: int = 5) -> None:
-    """A few concurrent async calls, so the demo also exercises the async clients."""
+async def run_async_sample(base_url: str, n: int = 5) -> int:
+    """``n`` concurrent async calls per SDK, so the demo also exercises the async clients; returns how many
+    calls it made."""
     import anthropic
     import openai
 
     oai = openai.AsyncOpenAI(base_url=base_url + "/v1", api_key="sk-demo")
     ant = anthropic.AsyncAnthropic(base_url=base_url, api_key="sk-ant-demo")
-    await asyncio.gather(
+    made = await asyncio.gather(
         *(oai.chat.completions.create(model="gpt-4o-mini", messages=MSG) for _ in range(n)),
         *(ant.messages.create(model="claude-3-5-haiku-latest", max_tokens=256, messages=MSG) for _ in range(n)),
     )
     await oai.close()
     await ant.close()
+    return len(made)
