@@ -8,7 +8,10 @@ only labels that exist on both OTLP -> Prometheus paths (Prometheus' OTLP receiv
 promoted, and vmagent): ``service_name`` plus metric attributes, never ``job``/``instance``. Metric names
 are the Prometheus names of the instruments in src/llm_otel/semconv.py (docs/metrics.md);
 tests/e2e/test_stack_config.py checks that, and tests/e2e/test_stack_e2e.py runs every query against real
-data. Standard library only.
+data. Rates use ``$__rate_interval`` (at least 4 x the datasource's timeInterval, which is llm-otel's default
+export interval), other windows are hours or days, so every window holds at least 4 exports
+(tests/test_metrics_citizen.py; tests/e2e/test_default_dashboards.py with default export settings).
+Standard library only.
 """
 
 from __future__ import annotations
@@ -288,14 +291,16 @@ def overview() -> dict:
         (row("Rate limits"), 24, 1),
         (timeseries("Throttle wait", "Seconds per second spent in the SDK's sleeps after 429s, and p95 per call.",
                     [target(f"sum(rate(llm_otel_throttle_wait_seconds_sum{sel()}[{RI}]))", "wait s / s", "A"),
-                     target(quantile(0.95, "llm_otel_throttle_wait_seconds"), "p95 per call", "B")], "s"), 8, 8),
+                     target(quantile(0.95, "llm_otel_throttle_wait_seconds"), "p95 per call", "B")], "s"), 6, 8),
         (timeseries("Retries / s by reason", "SDK retries: rate_limit (429), server (5xx), connection.",
                     [target(f"sum by (llm_otel_retry_reason) (rate(llm_otel_retries_total{sel()}[{RI}]))",
-                            "{{llm_otel_retry_reason}}")], "short"), 8, 8),
-        (timeseries("Rate-limit headroom", "Last x-ratelimit-remaining-* header seen, lowest per model and kind.",
-                    [target("min by (gen_ai_request_model, llm_otel_ratelimit_kind) "
-                            f"(llm_otel_ratelimit_remaining{sel()})",
-                            "{{gen_ai_request_model}} {{llm_otel_ratelimit_kind}}")], "short"), 8, 8),
+                            "{{llm_otel_retry_reason}}")], "short"), 6, 8),
+        (timeseries("Requests left (rate limit)", "Last remaining-requests rate-limit header seen, lowest per model.",
+                    [target(f"min by (gen_ai_request_model) (llm_otel_ratelimit_remaining_requests{sel()})",
+                            "{{gen_ai_request_model}}")], "short"), 6, 8),
+        (timeseries("Tokens left (rate limit)", "Last remaining-tokens rate-limit header seen, lowest per model.",
+                    [target(f"min by (gen_ai_request_model) (llm_otel_ratelimit_remaining_tokens{sel()})",
+                            "{{gen_ai_request_model}}")], "short"), 6, 8),
         (row("Traces"), 24, 1),
         ({"type": "table", "title": "Recent LLM calls (traces)", "datasource": TEMPO,
           "description": "Spans from Tempo; open one to see its logs in Loki (trace-to-logs).",

@@ -32,4 +32,6 @@ echo "== OpenAI and LiteLLM tests under openai 2.x (.venv-openai2)" >&2
 venv .venv-openai2 'openai>=2,<3' 'litellm<1.107'
 .venv-openai2/bin/python -m pytest -q -p no:cacheprovider \
     tests/test_openai_surfaces.py tests/test_streams.py tests/test_throttle.py tests/test_concurrency.py \
-    tests/test_faults.py tests/test_lifecycle.py tests/test_providers_more.py
+    tests/test_faults.py tests/test_lifecycle.py tests/test_providers_more.py \
+    tests/test_content_capture.py tests/test_instrumentor_contract.py tests/test_process_lifecycle.py \
+    tests/test_metrics_citizen.py tests/test_first_hour_tables.py

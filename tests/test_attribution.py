@@ -88,7 +88,7 @@ def test_ratelimit_headroom_is_per_server_not_per_tenant(sim: Any, make_capture:
             client.chat.completions.create(
                 model="gpt-4o-mini", messages=MSG, extra_headers={"x-sim-scenario": "rl_req=7"}
             )
-    points = cap.points(sc.METRIC_RATELIMIT_REMAINING, **{sc.RATELIMIT_KIND: "requests"})
+    points = cap.points(sc.METRIC_RATELIMIT_REMAINING_REQUESTS)
     assert len(points) == 1 and points[0].value == 7
     assert "llm_otel.tenant" not in points[0].attributes
     assert cap.points(sc.METRIC_TOKENS, **{"llm_otel.tenant": "globex"})  # other metrics keep the tenant

@@ -103,5 +103,5 @@ def test_ratelimit_headroom_from_headers(sim: Any, capture: Any) -> None:
     attrs = dict(capture.span().attributes)
     assert attrs[sc.RATELIMIT_REMAINING_REQUESTS] == 42
     assert attrs[sc.RATELIMIT_REMAINING_TOKENS] == 1234
-    assert capture.total(sc.METRIC_RATELIMIT_REMAINING, **{sc.RATELIMIT_KIND: "requests"}) == 42
-    assert capture.total(sc.METRIC_RATELIMIT_REMAINING, **{sc.RATELIMIT_KIND: "tokens"}) == 1234
+    assert capture.total(sc.METRIC_RATELIMIT_REMAINING_REQUESTS) == 42
+    assert capture.total(sc.METRIC_RATELIMIT_REMAINING_TOKENS) == 1234

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import sys
@@ -51,7 +52,11 @@ def _build_runtime(
         path = None if settings.ledger is True else Path(str(settings.ledger)).expanduser()
         _ledger = Ledger(path, service=settings.service_name, writer=_writer)
         procs.append(_ledger)
-    return Runtime(settings, setup_providers(settings, **providers), procs)
+    runtime = Runtime(settings, setup_providers(settings, **providers), procs)
+    # Registered after the providers' exit handler, so it runs before it (atexit is last in, first out).
+    atexit.unregister(_at_exit)
+    atexit.register(_at_exit)
+    return runtime
 
 
 def ensure_runtime() -> Runtime:
@@ -63,6 +68,61 @@ def ensure_runtime() -> Runtime:
         if _runtime is None:
             _runtime = _build_runtime(load_settings(), [])
         return _runtime
+
+
+def runtime_for(tracer_provider: Any = None, meter_provider: Any = None, logger_provider: Any = None) -> Runtime:
+    """The runtime an instrumentor reports to: the process-wide one, or, when it was given providers (as
+    ``BaseInstrumentor.instrument(tracer_provider=...)`` allows), one whose spans, metric points and events go
+    to them. Settings, ledger, budgets, processors and ``session_usage()`` stay the process-wide ones; a
+    provider not given is the process-wide runtime's."""
+    base = ensure_runtime()
+    mine = base.providers
+    given = (tracer_provider, meter_provider, logger_provider)
+    current = (mine.tracer_provider, mine.meter_provider, mine.logger_provider)
+    if all(new is None or new is old for new, old in zip(given, current, strict=True)):
+        return base
+    from .providers import Providers
+    from .runtime import Runtime
+
+    providers = Providers(*(new or old for new, old in zip(given, current, strict=True)))  # owned by the caller
+    shared = [base.session, *(_Unbound(proc) if hasattr(proc, "bind") else proc for proc in base.processors)]
+    return Runtime(base.settings, providers, shared)
+
+
+class _Unbound:
+    """A processor shared with another runtime: it is already bound to the process-wide one (budget gauges
+    and alerts stay there), so it offers no ``bind``; everything else is the processor's own."""
+
+    def __init__(self, proc: Any) -> None:
+        self._proc = proc
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "bind":
+            raise AttributeError(name)
+        return getattr(self._proc, name)
+
+
+_config_error_reported = False
+
+
+def report_config_error(exc: Exception) -> None:
+    """One line on stderr, once per process: an instrumentor loaded by ``opentelemetry-instrument`` found the
+    configuration invalid, and the app runs without llm-otel (a traceback would say nothing more)."""
+    global _config_error_reported
+    with _lock:
+        if _config_error_reported:
+            return
+        _config_error_reported = True
+    message = " ".join(str(exc).split())
+    sys.stderr.write(f"llm-otel: not instrumenting this process: {message}\n")
+    sys.stderr.flush()
+
+
+def _at_exit() -> None:
+    """Interpreter exit: write the queued ledger rows and budget usage first (a final commit can fire budget
+    alerts, which are telemetry); the providers' own bounded shutdown runs next (``providers.py``)."""
+    if _writer is not None:
+        _writer.close()
 
 
 def instrument(

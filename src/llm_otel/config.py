@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 import re
 from pathlib import Path
@@ -66,7 +67,9 @@ class Settings:
     service_name: str | None = None
     ledger: bool | str = True
     """True: default path under the user data dir; a string: that file; False: no ledger."""
-    capture_content: bool = False
+    capture_content: bool | str = False
+    """Prompts and completions: a content-capturing mode (no_content, span_only, event_only, span_and_event)
+    or true/false (span_only / no_content). After validation it is a bool; ``content_mode`` keeps the mode."""
     inject_stream_usage: bool = True
     metric_attributes: list[str] = dataclasses.field(default_factory=list)
     """``llm_otel.context`` keys that may also go on metrics (they must be low-cardinality)."""
@@ -80,8 +83,19 @@ class Settings:
     (the budget model loads only when budgets are configured)."""
     budget_state: bool | str = True
     """Budget state file shared by processes: True = default path under the user data dir; False = memory only."""
+    exit_timeout: float = 0.3
+    """Seconds the process may spend at exit exporting the last telemetry of providers llm-otel created, before
+    it ends without it (an unreachable collector would otherwise hold the exit for 10 s or more)."""
 
     def __post_init__(self) -> None:
+        from .core.content import MODES, NO_CONTENT, mode_of
+
+        mode = mode_of(self.capture_content)
+        if mode is None:
+            raise _FieldError("capture_content", f"expected one of {', '.join(MODES)}, true or false "
+                              f"(got {self.capture_content!r})")  # fmt: skip
+        self.content_mode = mode
+        self.capture_content = mode != NO_CONTENT
         endpoint = self.endpoint
         if endpoint is not None:
             if not re.match(r"^https?://[^/\s]+", endpoint):
@@ -91,6 +105,8 @@ class Settings:
         for key in self.metric_attributes:
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_.]*$", key):
                 raise _FieldError("metric_attributes", f"{key!r} is not a valid attribute key")
+        if self.exit_timeout < 0:
+            raise _FieldError("exit_timeout", f"must be 0 or more seconds (got {self.exit_timeout!r})")
 
 
 @functools.cache
@@ -109,6 +125,26 @@ def _env_bool(name: str, raw: str) -> bool:
     raise ConfigError(f"environment variable {name}={raw!r}: expected true or false")
 
 
+def _capture_mode(raw: str) -> str:
+    """OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT as the official instrumentations read it: a
+    content-capturing mode in any case, or the legacy true/false; anything else warns once and captures
+    nothing (content capture fails closed)."""
+    from .core.content import MODES, NO_CONTENT, mode_of
+
+    mode = mode_of(raw)
+    if mode is None:
+        if raw not in _WARNED_CAPTURE:
+            _WARNED_CAPTURE.add(raw)
+            logging.getLogger("llm_otel").warning(
+                "llm-otel: OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=%r is not one of %s, true or false; "
+                "capturing no content", raw, ", ".join(m.upper() for m in MODES))  # fmt: skip
+        return NO_CONTENT
+    return mode
+
+
+_WARNED_CAPTURE: set[str] = set()
+
+
 def _from_env(env: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     endpoint = env.get("LLM_OTEL_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -121,8 +157,7 @@ def _from_env(env: dict[str, str]) -> dict[str, Any]:
         out["ledger"] = False if raw.lower() in _FALSE else raw
     capture = env.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
     if capture is not None:
-        # The conventions' modes (span_only, event_only, span_and_event) and the legacy "true" all turn it on.
-        out["capture_content"] = capture.strip().lower() not in _FALSE | {"no_content"}
+        out["capture_content"] = _capture_mode(capture)
     if "LLM_OTEL_INJECT_STREAM_USAGE" in env:
         out["inject_stream_usage"] = _env_bool("LLM_OTEL_INJECT_STREAM_USAGE", env["LLM_OTEL_INJECT_STREAM_USAGE"])
     if env.get("LLM_OTEL_METRIC_ATTRIBUTES"):
@@ -132,6 +167,8 @@ def _from_env(env: dict[str, str]) -> dict[str, Any]:
     if "LLM_OTEL_BUDGET_STATE" in env:
         raw = env["LLM_OTEL_BUDGET_STATE"].strip()
         out["budget_state"] = False if raw.lower() in _FALSE else raw
+    if env.get("LLM_OTEL_EXIT_TIMEOUT"):
+        out["exit_timeout"] = env["LLM_OTEL_EXIT_TIMEOUT"].strip()
     if "gen_ai_latest_experimental" in env.get("OTEL_SEMCONV_STABILITY_OPT_IN", ""):
         out["latest_semconv"] = True
     return out
@@ -145,11 +182,11 @@ def load_file(path: str | Path, env: dict[str, str] | None = None) -> dict[str, 
     import yaml  # only when a file is used
 
     env = dict(os.environ) if env is None else env
-    path = Path(path)
+    shown, path = str(path), Path(path)  # messages name the file as it was given (./llm-otel.yaml)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"config file {path}: cannot read it ({exc.strerror or exc})") from None
+        raise ConfigError(f"config file {shown}: cannot read it ({exc.strerror or exc})") from None
 
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
@@ -157,15 +194,29 @@ def load_file(path: str | Path, env: dict[str, str] | None = None) -> dict[str, 
             return env[name]
         if default is not None:
             return default
-        raise ConfigError(f"config file {path}: environment variable {name} is not set (used as ${{{name}}})")
+        raise ConfigError(f"config file {shown}: environment variable {name} is not set (used as ${{{name}}})")
 
     try:
         data = yaml.safe_load(_VAR.sub(substitute, text)) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path}: not valid YAML ({exc})") from None
+        raise ConfigError(f"config file {shown}{_yaml_problem(exc)}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path}: the top level must be a mapping of settings")
+        raise ConfigError(f"config file {shown}: the top level must be a mapping of settings")
     return data
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """``, line 3: mapping values are not allowed here``: PyYAML's error in one line (its own message is a
+    multi-line snippet). Lines count from 1, as editors do."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is None or not problem:
+        first = str(exc).strip().splitlines()
+        return f": not valid YAML ({first[0] if first else type(exc).__name__})"
+    context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    where = ""
+    if context and start is not None and start.line != mark.line:
+        where = f" ({context} that starts on line {start.line + 1})"
+    return f", line {mark.line + 1}: {problem}{where}"
 
 
 def _where(loc: tuple[Any, ...], data: dict[str, Any] | None, prefix: str | None) -> str:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import _logs, metrics, trace
@@ -28,13 +31,44 @@ class Providers:
     meter_provider: Any
     logger_provider: Any
     owned: tuple[Any, ...] = ()  # the ones llm-otel created (and so shuts down); the app's are left alone
+    exit_timeout: float = 0.3  # settings.exit_timeout: see _shutdown_at_exit
+    _done: bool = field(default=False, init=False, repr=False, compare=False)
 
-    def shutdown(self) -> None:
-        for provider in self.owned:
-            try:
-                provider.shutdown()
-            except Exception:
-                log.debug("provider shutdown failed", exc_info=True)
+    def shutdown(self, timeout_s: float = 10.0) -> bool:
+        """Shut down (and so export what is pending from) the providers llm-otel created, all at once, waiting
+        at most ``timeout_s``. Idempotent. False when some did not finish in time: they are left to finish
+        or to die with the process (their threads are daemons)."""
+        if self._done or not self.owned:
+            return True
+        self._done = True
+        atexit.unregister(self._shutdown_at_exit)
+        return _shutdown_all(self.owned, timeout_s)
+
+    def _shutdown_at_exit(self) -> None:
+        """The exporters retry an unreachable collector for up to 10 s per signal: the exit waits for them at
+        most ``exit_timeout`` (a reachable collector answers well within it). docs/decisions.md, "Exit"."""
+        if not self.shutdown(self.exit_timeout):
+            log.warning("llm-otel: telemetry not exported within %.1f s at exit (collector unreachable or slow); "
+                        "exiting without it (LLM_OTEL_EXIT_TIMEOUT sets the wait)", self.exit_timeout)  # fmt: skip
+
+
+def _shutdown_all(providers: tuple[Any, ...], timeout_s: float) -> bool:
+    """``provider.shutdown()`` of each in a daemon thread of its own; wait for them until the deadline."""
+    threads = [threading.Thread(target=_shutdown_one, args=(p,), name="llm-otel-shutdown", daemon=True)
+               for p in providers]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout_s
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return not any(thread.is_alive() for thread in threads)
+
+
+def _shutdown_one(provider: Any) -> None:
+    try:
+        provider.shutdown()
+    except Exception:
+        log.debug("provider shutdown failed", exc_info=True)
 
 
 def _is_sdk(provider: Any, api_proxy_types: tuple[type, ...]) -> bool:
@@ -83,7 +117,7 @@ def setup_providers(
         return explicit or (f"{endpoint}/v1/{signal}" if endpoint else None)
 
     if tp is None:
-        tp = TracerProvider(resource=resource)
+        tp = TracerProvider(resource=resource, shutdown_on_exit=False)  # ours is bounded: _shutdown_at_exit
         if signal_url("traces"):
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -102,13 +136,15 @@ def setup_providers(
             temporality = {Counter: cumulative, Histogram: cumulative, ObservableCounter: cumulative,
                            UpDownCounter: cumulative}  # fmt: skip
             exporter = OTLPMetricExporter(endpoint=signal_url("metrics"), preferred_temporality=temporality)
-            readers.append(PeriodicExportingMetricReader(exporter))
-        mp = MeterProvider(resource=resource, metric_readers=readers)
+            from .sinks.metrics import export_interval_millis
+
+            readers.append(PeriodicExportingMetricReader(exporter, export_interval_millis=export_interval_millis()))
+        mp = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
         if readers:
             metrics.set_meter_provider(mp)
         owned.append(mp)
     if lp is None:
-        lp = LoggerProvider(resource=resource)
+        lp = LoggerProvider(resource=resource, shutdown_on_exit=False)
         if signal_url("logs"):
             from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
             from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
@@ -116,7 +152,9 @@ def setup_providers(
             lp.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=signal_url("logs"))))
             _logs.set_logger_provider(lp)
         owned.append(lp)
-    return Providers(tp, mp, lp, owned=tuple(owned))
+    providers = Providers(tp, mp, lp, owned=tuple(owned), exit_timeout=settings.exit_timeout)
+    atexit.register(providers._shutdown_at_exit)
+    return providers
 
 
 def _proxy_meter_types() -> tuple[type, ...]:

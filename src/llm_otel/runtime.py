@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from . import semconv as sc
 from .config import Settings
 from .context import current as _current_attribution
 from .core.pricing import PriceBook
@@ -25,18 +26,32 @@ from .sinks.span import SpanSink
 log = logging.getLogger("llm_otel")
 
 
+_ON_SPAN = ("span_only", "span_and_event")
+
+
+def _content_events(settings: Settings, providers: Providers) -> list[Any]:
+    """The inference details event sink, when content capture asks for events."""
+    if settings.content_mode not in ("event_only", "span_and_event"):
+        return []
+    from .sinks.content_events import InferenceDetailsEvents
+
+    logger = providers.logger_provider.get_logger(SCOPE, _version(), schema_url=sc.SCHEMA_URL)
+    return [InferenceDetailsEvents(logger)]
+
+
 class Runtime:
     """Everything a Call needs; one per ``instrument()``."""
 
     def __init__(self, settings: Settings, providers: Providers, processors: list[UsageProcessor]) -> None:
         self.settings = settings
         self.providers = providers
-        self.tracer = providers.tracer_provider.get_tracer(SCOPE, _version())
+        self.tracer = providers.tracer_provider.get_tracer(SCOPE, _version(), schema_url=sc.SCHEMA_URL)
         self.metrics = MetricsSink(providers.meter_provider, tuple(settings.metric_attributes), settings.latest_semconv)
         self.prices = PriceBook(settings.prices)
         self.processors = processors
         self.session = SessionTotals()
-        self.sinks: list[Any] = [self.metrics, self.session, *processors, SpanSink(settings.latest_semconv)]
+        self.sinks: list[Any] = [self.metrics, self.session, *processors, *_content_events(settings, providers),
+                                 SpanSink(settings.latest_semconv, settings.content_mode in _ON_SPAN)]  # fmt: skip
         self._emitters = [(sink.on_usage, type(sink).__name__) for sink in self.sinks]
         self._reported: set[str] = set()
         self._checks = [proc.before_call for proc in processors if hasattr(proc, "before_call")]

@@ -1,8 +1,9 @@
 """Every attribute and metric name llm-otel emits, in one place.
 
-Standard names come from the OpenTelemetry GenAI semantic conventions (opentelemetry-semantic-conventions
-0.66b2); extensions live under ``llm_otel.``. Dashboards, alert rules and tests are written against
-these names, so change them here or nowhere.
+Standard names come from the OpenTelemetry GenAI semantic conventions 1.41 (``SCHEMA_URL``;
+opentelemetry-semantic-conventions 0.63b0 is the first release with all of them); extensions live under
+``llm_otel.``. Dashboards, alert rules and tests are written against these names, so change them here or
+nowhere.
 """
 
 from __future__ import annotations
@@ -11,6 +12,11 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as _g
 from opentelemetry.semconv._incubating.metrics import gen_ai_metrics as _m
 from opentelemetry.semconv.attributes import error_attributes as _e
 from opentelemetry.semconv.attributes import server_attributes as _s
+from opentelemetry.semconv.schemas import Schemas
+
+# The conventions release these names follow: the schema URL on llm-otel's tracer, meter and logger. It must
+# exist in the opentelemetry-semantic-conventions floor of pyproject.toml (0.63b0 is generated from 1.41.1).
+SCHEMA_URL = Schemas.V1_41_1.value
 
 # --- standard span / metric attributes ---------------------------------------------------------------
 OPERATION_NAME = _g.GEN_AI_OPERATION_NAME
@@ -35,6 +41,10 @@ SERVER_PORT = _s.SERVER_PORT
 ERROR_TYPE = _e.ERROR_TYPE
 INPUT_MESSAGES = "gen_ai.input.messages"
 OUTPUT_MESSAGES = "gen_ai.output.messages"
+SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
+TOOL_DEFINITIONS = "gen_ai.tool.definitions"
+AGENT_NAME = "gen_ai.agent.name"
+INFERENCE_DETAILS_EVENT = "gen_ai.client.inference.operation.details"
 
 # Names from the conventions' next release (semantic-conventions-genai main), emitted in addition when
 # OTEL_SEMCONV_STABILITY_OPT_IN contains "gen_ai_latest_experimental".
@@ -115,7 +125,9 @@ METRIC_TOKENS_PER_SECOND = "llm_otel.tokens_per_second"
 METRIC_BURST_TOKENS_PER_SECOND = "llm_otel.burst.tokens_per_second"
 METRIC_THROTTLE_WAIT = "llm_otel.throttle.wait"
 METRIC_RETRIES = "llm_otel.retries"
-METRIC_RATELIMIT_REMAINING = "llm_otel.ratelimit.remaining"
+# One gauge per header kind, so that each has its own unit (requests and tokens never share a series).
+METRIC_RATELIMIT_REMAINING_REQUESTS = "llm_otel.ratelimit.remaining_requests"  # unit {request}
+METRIC_RATELIMIT_REMAINING_TOKENS = "llm_otel.ratelimit.remaining_tokens"  # unit {token}
 METRIC_BUDGET_UTILIZATION = "llm_otel.budget.utilization"
 METRIC_BUDGET_ALERTS = "llm_otel.budget.alerts"
 
@@ -143,7 +155,6 @@ RETRY_REASON = "llm_otel.retry.reason"  # rate_limit | server | connection
 RETRY_RATE_LIMIT = "rate_limit"
 RETRY_SERVER = "server"
 RETRY_CONNECTION = "connection"
-RATELIMIT_KIND = "llm_otel.ratelimit.kind"  # requests | tokens
 
 # --- bucket advice -------------------------------------------------------------------------------------
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)

@@ -367,7 +367,7 @@ def metric_attribute_labels() -> set[str]:
     from llm_otel import semconv as sc
 
     attrs = [sc.OPERATION_NAME, sc.PROVIDER_NAME, sc.REQUEST_MODEL, sc.RESPONSE_MODEL, sc.SERVER_ADDRESS,
-             sc.SERVER_PORT, sc.ERROR_TYPE, sc.TOKEN_TYPE, sc.RETRY_REASON, sc.RATELIMIT_KIND, sc.BUDGET_NAME,
+             sc.SERVER_PORT, sc.ERROR_TYPE, sc.TOKEN_TYPE, sc.RETRY_REASON, sc.BUDGET_NAME,
              sc.BUDGET_GROUP, sc.BUDGET_LEVEL, sc.BUDGET_THRESHOLD, sc.BUDGET_UNIT]  # fmt: skip
     return {re.sub(r"[^a-zA-Z0-9_]", "_", a) for a in attrs}
 
@@ -496,7 +496,8 @@ def test_naming_model_matches_documented_examples() -> None:
     assert names["gen_ai.client.token.usage"] == "gen_ai_client_token_usage"
     assert names["llm_otel.budget.utilization"] == "llm_otel_budget_utilization_ratio"
     assert names["llm_otel.tokens_per_second"] == "llm_otel_tokens_per_second"
-    assert names["llm_otel.ratelimit.remaining"] == "llm_otel_ratelimit_remaining"
+    assert names["llm_otel.ratelimit.remaining_requests"] == "llm_otel_ratelimit_remaining_requests"
+    assert names["llm_otel.ratelimit.remaining_tokens"] == "llm_otel_ratelimit_remaining_tokens"
     # The otlptranslator model against its own test cases (prometheus/otlptranslator metric_namer_test.go).
     assert prom_name_otlptranslator(Instrument("requests", "1/s", "gauge")) == "requests_per_second"
     assert prom_name_otlptranslator(Instrument("throughput", "By/s", "gauge")) == "throughput_bytes_per_second"

@@ -12,7 +12,8 @@ def _instrument() -> None:
 
         llm_otel.instrument()  # settings (and budgets) come from LLM_OTEL_* / OTEL_* and LLM_OTEL_CONFIG
     except Exception as exc:  # the program must still run
-        sys.stderr.write(f"llm-otel: not instrumenting this process: {exc}\n")
+        message = " ".join(str(exc).split())  # one line, whatever the error
+        sys.stderr.write(f"llm-otel: not instrumenting this process: {message}\n")
 
 
 def _chain() -> None:

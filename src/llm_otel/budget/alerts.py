@@ -112,7 +112,7 @@ class Emitter:
     def bind(self, runtime: Any) -> None:
         from ..providers import SCOPE, _version
 
-        self._logger = runtime.providers.logger_provider.get_logger(SCOPE, _version())
+        self._logger = runtime.providers.logger_provider.get_logger(SCOPE, _version(), schema_url=sc.SCHEMA_URL)
         self._alerts = runtime.instruments.budget_alerts
 
     def emit(self, alert: BudgetAlert) -> None:

@@ -26,6 +26,7 @@ from .usage import Usage
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
+    from .content import Content
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class Call:
         "_once",
         "attributes",
         "chunk_times",
+        "content",
         "extra",
         "finish_reasons",
         "operation",
@@ -148,6 +150,7 @@ class Call:
         self.output_text: list[str] | None = [] if (streaming and rt.settings.capture_content) else None
         self.swallow_usage_chunk = False
         self.extra: dict[str, Any] | None = None  # per-SDK scratch state (e.g. Gemini request hops)
+        self.content: Content | None = None  # the request's messages, when content capture is on
         self._once = threading.Lock()
         attrs = {
             sc.OPERATION_NAME: operation,
@@ -163,8 +166,11 @@ class Call:
             attrs[sc.REQUEST_STREAM] = True
         if span_attributes:
             attrs.update(span_attributes)
-        for key, value in self.attributes.items():
-            attrs[sc.CONTEXT_PREFIX + key] = value
+        if self.attributes:
+            for key, value in self.attributes.items():
+                attrs[sc.CONTEXT_PREFIX + key] = value
+            if "agent" in self.attributes:
+                attrs[sc.AGENT_NAME] = self.attributes["agent"]
         self.start_ns = time.time_ns()
         self.span = rt.tracer.start_span(
             f"{operation} {request_model}" if request_model else operation,
@@ -253,7 +259,7 @@ class Call:
                 tuple(self.finish_reasons) if self.finish_reasons else None, cost_source,
                 tuple(retries.items()) if retries else (), self.rl_requests, self.rl_tokens,
                 tuple(times) if times is not None else None, self.start_ns, error,
-                "".join(self.output_text) if self.output_text else None,
+                "".join(self.output_text) if self.output_text else None, self.content,
             )
         )  # fmt: skip
 

@@ -57,6 +57,9 @@ class CallResult(NamedTuple):
     error: BaseException | None = None
     output_text: str | None = None
     """Completion text, only when content capture is on."""
+    content: Any = None
+    """The request's messages, system instructions and tool definitions (a ``core.content.Content``), only
+    when content capture is on."""
 
     @property
     def trace_id(self) -> str | None:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from .. import semconv as sc
 from ..core.call import CURRENT, Call, use_span
@@ -98,9 +99,18 @@ class LLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return self.dependencies
 
     def _instrument(self, **kwargs: Any) -> None:
+        """``instrument(tracer_provider=, meter_provider=, logger_provider=)``: this SDK's calls go to the
+        providers given, as with every OpenTelemetry instrumentation. An invalid configuration prints one
+        line and leaves the SDK unpatched: under ``opentelemetry-instrument`` the app must still run."""
         from .. import _api
+        from ..config import ConfigError
 
-        self.rt = kwargs.get("runtime") or _api.ensure_runtime()
+        given = (kwargs.get("tracer_provider"), kwargs.get("meter_provider"), kwargs.get("logger_provider"))
+        try:
+            self.rt = kwargs.get("runtime") or _api.runtime_for(*given)
+        except ConfigError as exc:
+            _api.report_config_error(exc)
+            return
         self._active = True
         if not self._hooked:
             self._hooked = True
@@ -174,8 +184,9 @@ def new_record(
     span_attributes: dict[str, Any] | None = None,
 ) -> Call | None:
     """Start the record of a call, or None when it must not have one: another instrumented call is in
-    progress in this context and owns it (the nesting rule), or starting failed (logged; the call goes on)."""
-    if CURRENT.get() is not None:
+    progress in this context and owns it (the nesting rule), OpenTelemetry's ``suppress_instrumentation`` is
+    in effect, or starting failed (logged; the call goes on)."""
+    if CURRENT.get() is not None or not is_instrumentation_enabled():
         return None
     try:
         address, port = server_of(url)

@@ -27,6 +27,7 @@ import wrapt
 
 from .. import semconv as sc
 from ..core.call import CURRENT, Call, use_span
+from ..core.content import Content
 from ..core.streams import AsyncStreamProxy, SyncStreamProxy, _gc_end, observed
 from ..core.throttle import retry_reason
 from ._base import REQUEST_PARAMS, LLMInstrumentor, new_record, request_attributes, run_async, run_sync
@@ -55,6 +56,7 @@ class Request:
     provider: str | None = None  # when not the adapter's ``provider`` (e.g. Vertex AI through google-genai)
     kwargs: dict[str, Any] | None = None  # call the SDK with these instead (e.g. stream usage requested)
     detail: Any = None  # adapter-specific, handed to ``started``
+    content: Content | None = None  # filled from ``read_content`` when content capture is on
 
 
 class MethodInstrumentor(LLMInstrumentor):
@@ -82,6 +84,10 @@ class MethodInstrumentor(LLMInstrumentor):
             return self.server_url(instance, kwargs)
         except Exception:
             return None
+
+    def read_content(self, surface: Surface, request: Request, args: Any, kwargs: dict[str, Any]) -> Content | None:
+        """The request's messages, system instructions and tools (called only when content capture is on)."""
+        return None
 
     def started(self, record: Call, request: Request) -> None:
         """Called once the record exists (e.g. to keep adapter state in ``record.extra``)."""
@@ -171,15 +177,22 @@ class MethodInstrumentor(LLMInstrumentor):
     # --- contained steps -------------------------------------------------------------------------------------
     def _read_request(self, surface: Surface, instance: Any, args: Any, kwargs: Any) -> Request | None:
         try:
-            return self.request(surface, instance, args, kwargs)
+            request = self.request(surface, instance, args, kwargs)
         except Exception:
             self.rt.report_internal_error(f"{self.provider} request")
             return None
+        if request is not None and self.rt.settings.capture_content:
+            try:
+                request.content = self.read_content(surface, request, args, kwargs)
+            except Exception:
+                self.rt.report_internal_error(f"{self.provider} request content")
+        return request
 
     def _start(self, request: Request) -> Call | None:
         record = new_record(self.rt, self.provider, request.provider or self.provider, request.operation,
                             request.model, request.url, request.stream, request.attributes)  # fmt: skip
         if record is not None:
+            record.content = request.content
             try:
                 self.started(record, request)
             except Exception:

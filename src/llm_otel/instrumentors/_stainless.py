@@ -22,10 +22,20 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from .. import semconv as sc
+from ..core import content
 from ..core.call import CURRENT, Call
+from ..core.content import Content
 from ..core.streams import AsyncStreamProxy, SyncStreamProxy, _gc_end
 from ..core.throttle import header_int, stainless_sleep_async, stainless_sleep_sync
-from ._base import REQUEST_PARAMS, LLMInstrumentor, log, request_attributes, run_async, run_sync
+from ._base import (
+    REQUEST_PARAMS,
+    LLMInstrumentor,
+    is_instrumentation_enabled,
+    log,
+    request_attributes,
+    run_async,
+    run_sync,
+)
 
 RAW_HEADER = "X-Stainless-Raw-Response"
 Observer = Callable[[Call, Any], bool]
@@ -47,6 +57,10 @@ class StainlessInstrumentor(LLMInstrumentor):
     def stream_observer(self, record: Call, stream: Any) -> Observer:
         """The function that reads each chunk of this stream."""
         raise NotImplementedError
+
+    def content_of(self, path: str, body: dict[str, Any]) -> Content | None:
+        """The request's messages, system instructions and tools (read only when content capture is on)."""
+        return content.chat(body)
 
     def adjust_request(self, record: Call, options: Any, body: dict[str, Any]) -> Any:
         """Return options to send instead of ``options`` (or None to send them unchanged)."""
@@ -100,12 +114,15 @@ class StainlessInstrumentor(LLMInstrumentor):
         raw_mode = headers.get(RAW_HEADER)
         span_attrs = request_attributes(body, self.request_params)
         rt = self.rt
-        if rt.settings.capture_content and "messages" in body:
-            span_attrs[sc.INPUT_MESSAGES] = json.dumps(body["messages"], default=str)
         address, port = self.server_of(client)
         model = body.get("model")
         record = Call(rt, self.provider_for(client), operation, model if isinstance(model, str) else None,
                             address, port, stream and raw_mode is None, span_attrs)  # fmt: skip
+        if rt.settings.capture_content:
+            try:
+                record.content = self.content_of(options.url, body)
+            except Exception:
+                rt.report_internal_error(f"{self.module} request content")
         if stream and raw_mode is None:
             adjusted = self.adjust_request(record, options, body)
             if adjusted is not None:
@@ -116,6 +133,8 @@ class StainlessInstrumentor(LLMInstrumentor):
         return record, args, kwargs, raw_mode, stream
 
     def _begin(self, client: Any, args: Any, kwargs: Any) -> Any:
+        if not is_instrumentation_enabled():  # OpenTelemetry's suppress_instrumentation
+            return None
         try:
             started = self._start(client, args, kwargs)
         except Exception:

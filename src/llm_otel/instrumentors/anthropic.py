@@ -14,7 +14,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .. import semconv as sc
+from ..core import content
 from ..core.call import Call
+from ..core.content import Content
 from ..core.usage import Usage, field, from_anthropic
 from ._stainless import Observer, StainlessInstrumentor
 
@@ -131,6 +133,9 @@ class AnthropicInstrumentor(StainlessInstrumentor):
 
     def apply_response(self, record: Call, body: Any) -> None:
         apply_message(record, body)
+
+    def content_of(self, path: str, body: dict[str, Any]) -> Content | None:
+        return content.anthropic(body)
 
     def stream_observer(self, record: Call, stream: Any) -> Observer:
         return observe_event

@@ -18,7 +18,9 @@ import time
 from typing import Any, ClassVar
 
 from .. import semconv as sc
+from ..core import content
 from ..core.call import CURRENT, Call
+from ..core.content import Content
 from ..core.streams import SyncStreamProxy
 from ..core.usage import Usage, from_bedrock
 from ._methods import MethodInstrumentor, Request, Surface
@@ -165,6 +167,12 @@ class BedrockInstrumentor(MethodInstrumentor):
         url = getattr(instance.meta, "endpoint_url", None) or None
         return Request(op, model, url, operation in _STREAMING, {"aws.bedrock.operation": operation},
                        detail=operation)  # fmt: skip
+
+    def read_content(self, surface: Surface, request: Request, args: Any, kwargs: dict[str, Any]) -> Content | None:
+        """Converse requests; an InvokeModel body is the model's own format and is not read."""
+        if request.detail not in ("Converse", "ConverseStream"):
+            return None
+        return content.converse(args[1] if len(args) > 1 else kwargs.get("api_params", {}))
 
     def started(self, record: Call, request: Request) -> None:
         record.extra = {"operation": request.detail}

@@ -15,9 +15,11 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .. import semconv as sc
+from ..core import content
 from ..core.call import Call
+from ..core.content import Content
 from ..core.usage import field, from_cohere
-from ._methods import MethodInstrumentor, Surface, status_of
+from ._methods import MethodInstrumentor, Request, Surface, status_of
 
 _REQUEST_PARAMS = (("max_tokens", sc.REQUEST_MAX_TOKENS), ("temperature", sc.REQUEST_TEMPERATURE),
                    ("p", sc.REQUEST_TOP_P))  # fmt: skip
@@ -141,6 +143,13 @@ class CohereInstrumentor(MethodInstrumentor):
     def retry_status(self, args: Any, kwargs: dict[str, Any]) -> int | None:
         """``_retry_timeout(response, retries)`` / ``_retry_timeout_from_retries(retries)``."""
         return status_of(kwargs.get("response", args[0] if args and not isinstance(args[0], int) else None))
+
+    def read_content(self, surface: Surface, request: Request, args: Any, kwargs: dict[str, Any]) -> Content | None:
+        if request.operation == sc.OP_TEXT_COMPLETION:
+            return content.prompt(kwargs)
+        if request.operation == sc.OP_CHAT:
+            return content.chat(kwargs) if surface.module == "cohere.v2.client" else content.cohere_v1(kwargs)
+        return None
 
     def read_response(self, record: Call, result: Any) -> None:
         (apply_embed if record.operation == sc.OP_EMBEDDINGS else apply_chat)(record, result)

@@ -19,7 +19,9 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar
 
 from .. import semconv as sc
+from ..core import content
 from ..core.call import CURRENT, Call, detached
+from ..core.content import Content
 from ..core.throttle import retry_reason
 from ..core.usage import add, field, from_gemini
 from ._methods import MethodInstrumentor, Request, Surface
@@ -110,6 +112,9 @@ class GoogleGenAIInstrumentor(MethodInstrumentor):
         provider = sc.PROVIDER_VERTEX_AI if getattr(api, "vertexai", False) else sc.PROVIDER_GEMINI
         url = getattr(getattr(api, "_http_options", None), "base_url", None) or None
         return Request(surface.operation, model_name(kwargs.get("model")), url, surface.stream, provider=provider)
+
+    def read_content(self, surface: Surface, request: Request, args: Any, kwargs: dict[str, Any]) -> Content | None:
+        return content.gemini(kwargs) if request.operation == sc.OP_GENERATE_CONTENT else None
 
     def started(self, record: Call, request: Request) -> None:
         record.extra = {"gemini": True, "hops": 0}

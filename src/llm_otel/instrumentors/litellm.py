@@ -26,7 +26,9 @@ import time
 from typing import Any, ClassVar
 
 from .. import semconv as sc
+from ..core import content
 from ..core.call import CURRENT, Call
+from ..core.content import Content
 from ..core.throttle import header_int, retry_reason
 from ..core.usage import field
 from ._base import request_attributes
@@ -178,6 +180,13 @@ class LiteLLMInstrumentor(MethodInstrumentor):
                 send = {**kwargs, "stream_options": {**(options or {}), "include_usage": True}}
         return Request(surface.operation, bare, api_base or kwargs.get("api_base"), stream, attrs, provider, send,
                        (llm_provider, surface.path, inject))  # fmt: skip
+
+    def read_content(self, surface: Surface, request: Request, args: Any, kwargs: dict[str, Any]) -> Content | None:
+        if request.operation == sc.OP_EMBEDDINGS:
+            return None
+        if surface.path.endswith("responses"):
+            return content.responses(kwargs)
+        return content.chat({"messages": args[1], **kwargs} if len(args) > 1 else kwargs)
 
     def started(self, record: Call, request: Request) -> None:
         llm_provider, name, inject = request.detail

@@ -14,9 +14,11 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .. import semconv as sc
+from ..core import content
 from ..core.call import Call
+from ..core.content import Content
 from ..core.usage import field, from_openai
-from ._methods import MethodInstrumentor, Surface, status_of
+from ._methods import MethodInstrumentor, Request, Surface, status_of
 
 _PKG = "mistralai.client"
 
@@ -44,6 +46,11 @@ class MistralInstrumentor(MethodInstrumentor):
 
     def server_url(self, instance: Any, kwargs: dict[str, Any]) -> Any:
         return kwargs.get("server_url") or instance.sdk_configuration.get_server_details()[0]
+
+    def read_content(self, surface: Surface, request: Request, args: Any, kwargs: dict[str, Any]) -> Content | None:
+        if request.operation == sc.OP_EMBEDDINGS:
+            return None
+        return content.prompt(kwargs) if request.operation == sc.OP_TEXT_COMPLETION else content.chat(kwargs)
 
     def retry_status(self, args: Any, kwargs: dict[str, Any]) -> int | None:
         """``_get_sleep_interval(exception, ...)``."""

@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .. import semconv as sc
+from ..core import content
 from ..core.call import Call
+from ..core.content import Content
 from ..core.usage import field, from_ollama
 from ._base import request_attributes
 from ._methods import MethodInstrumentor, Request, Surface
@@ -46,6 +48,12 @@ class OllamaInstrumentor(MethodInstrumentor):
         url = getattr(getattr(instance, "_client", None), "base_url", None)
         return Request(operation, body.get("model"), url, bool(kwargs.get("stream")),
                        request_attributes(options, _OPTIONS))  # fmt: skip
+
+    def read_content(self, surface: Surface, request: Request, args: Any, kwargs: dict[str, Any]) -> Content | None:
+        body = kwargs.get("json") if isinstance(kwargs.get("json"), dict) else {}
+        if request.operation == sc.OP_CHAT:
+            return content.chat(body)
+        return content.prompt(body, "prompt", "system") if request.operation == sc.OP_TEXT_COMPLETION else None
 
     def read_response(self, record: Call, result: Any) -> None:
         """A complete response, or a stream's final (``done``) object."""

@@ -10,7 +10,9 @@ import copy
 from typing import Any, ClassVar
 
 from .. import semconv as sc
+from ..core import content
 from ..core.call import Call
+from ..core.content import Content
 from ..core.usage import field, from_openai
 from ._stainless import Observer, StainlessInstrumentor
 
@@ -141,6 +143,11 @@ class OpenAIInstrumentor(StainlessInstrumentor):
 
     def apply_response(self, record: Call, body: Any) -> None:
         apply_openai_response(record, body)
+
+    def content_of(self, path: str, body: dict[str, Any]) -> Content | None:
+        if path == "/responses":
+            return content.responses(body)
+        return content.prompt(body) if path == "/completions" else content.chat(body) if path != "/embeddings" else None
 
     def stream_observer(self, record: Call, stream: Any) -> Observer:
         url = getattr(getattr(stream, "_options", None), "url", None)

@@ -4,20 +4,25 @@ On the caller's thread, per call: ``gen_ai.client.operation.duration``, ``gen_ai
 output) and, for streams, ``gen_ai.client.operation.time_to_first_chunk``: what the GenAI conventions define
 per call, and what every instrumentation pays. Everything else costs a few dictionary updates:
 
-- counters and the gauge (``llm_otel.tokens`` by type, cost, unpriced calls, retries, rate-limit headroom)
-  are running totals per attribute set, reported by observable instruments when the SDK collects;
+- counters and gauges (``llm_otel.tokens`` by type, cost, unpriced calls, retries, rate-limit headroom in
+  requests and in tokens) are running totals per attribute set, reported by observable instruments when the
+  SDK collects;
 - our other histograms (request cost, tokens per second, burst, throttle wait, time per output chunk) are
   queued and recorded into their histograms when the SDK collects (or once ``DEFERRED_MAX`` calls are
   queued), so per-chunk and per-extension points never run on the call path.
 
 Attribute sets are built once per series (provider, operation, models, server, error, allow-listed keys)
 and reused. See docs/decisions.md, "What a call pays for metrics".
+
+When llm-otel builds the meter provider itself, it exports every ``DEFAULT_EXPORT_INTERVAL_MS`` unless
+``OTEL_METRIC_EXPORT_INTERVAL`` is set (docs/metrics.md, "Export interval and dashboards").
 """
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -29,6 +34,16 @@ SCOPE = "llm_otel"
 DEFERRED_MAX = 5_000  # calls whose deferred points wait for a collection; past this the queue is recorded at once
 _SERIES_MAX = 2_000  # distinct attribute sets kept; past this new ones share one overflow series
 _KINDS = sc.TOKEN_TYPES  # input, output, cache_read, cache_write, reasoning (Usage field order)
+# The SDK's default (60 s) leaves Grafana's shortest rate() window, $__rate_interval = 4 x the datasource's
+# timeInterval (15 s, grafana/provisioning/datasources/datasources.yml), with at most one sample: empty panels.
+# At 15 s it holds 4. tests/test_metrics_citizen.py checks that this, the datasource and every panel agree.
+DEFAULT_EXPORT_INTERVAL_MS = 15_000
+
+
+def export_interval_millis() -> float | None:
+    """Export interval for a reader llm-otel creates: None (the SDK reads OTEL_METRIC_EXPORT_INTERVAL) when the
+    user set that variable, else ``DEFAULT_EXPORT_INTERVAL_MS``."""
+    return None if os.environ.get("OTEL_METRIC_EXPORT_INTERVAL", "").strip() else DEFAULT_EXPORT_INTERVAL_MS
 
 
 def _version() -> str:
@@ -87,7 +102,7 @@ class MetricsSink:
     """Records each call's metrics; see the module docstring."""
 
     def __init__(self, meter_provider: Any, metric_keys: tuple[str, ...] = (), latest_semconv: bool = False) -> None:
-        self.meter = meter = meter_provider.get_meter(SCOPE, _version())
+        self.meter = meter = meter_provider.get_meter(SCOPE, _version(), schema_url=sc.SCHEMA_URL)
         self.instruments = Instruments(meter, latest_semconv)
         self._keys = metric_keys
         self._lock = threading.Lock()
@@ -107,8 +122,11 @@ class MetricsSink:
             unit="{retry}",
             description="Retries made by the SDK, by reason.",
         )
-        meter.create_observable_gauge(sc.METRIC_RATELIMIT_REMAINING, [self._observe_headroom], unit="{unit}",
-                                      description="Rate-limit headroom from response headers.")  # fmt: skip
+        gauge = meter.create_observable_gauge
+        gauge(sc.METRIC_RATELIMIT_REMAINING_REQUESTS, [self._headroom_observer(1)], unit="{request}",
+              description="Requests left in the rate-limit window (last response header seen).")  # fmt: skip
+        gauge(sc.METRIC_RATELIMIT_REMAINING_TOKENS, [self._headroom_observer(2)], unit="{token}",
+              description="Tokens left in the rate-limit window (last response header seen).")  # fmt: skip
         if latest_semconv:
             for i, kind in enumerate(_KINDS):
                 counter(sc.LATEST_METRIC_USAGE_PREFIX + sc.LATEST_USAGE_METRIC_SUFFIX[kind],
@@ -253,12 +271,13 @@ class MetricsSink:
             for reason, n in list(s.retries.items()):
                 yield Observation(n, {**s.attrs, sc.RETRY_REASON: reason})
 
-    def _observe_headroom(self, options: CallbackOptions) -> Iterator[Observation]:
-        self.record_deferred()
-        with self._lock:
-            slots = [list(slot) for slot in self._headroom.values()]
-        for attrs, requests, tokens in slots:
-            if requests is not None:
-                yield Observation(requests, {**attrs, sc.RATELIMIT_KIND: "requests"})
-            if tokens is not None:
-                yield Observation(tokens, {**attrs, sc.RATELIMIT_KIND: "tokens"})
+    def _headroom_observer(self, index: int) -> Callable[[CallbackOptions], list[Observation]]:
+        """Callback of one headroom gauge: slot ``index`` 1 is requests, 2 is tokens (see ``_set_headroom``)."""
+
+        def observe(options: CallbackOptions) -> list[Observation]:
+            self.record_deferred()
+            with self._lock:
+                pairs = [(slot[0], slot[index]) for slot in self._headroom.values()]
+            return [Observation(value, attrs) for attrs, value in pairs if value is not None]
+
+        return observe

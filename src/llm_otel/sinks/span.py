@@ -11,6 +11,7 @@ from typing import Any
 from opentelemetry.trace import Status, StatusCode
 
 from .. import semconv as sc
+from ..core.content import output_messages
 from ..core.result import CallResult
 
 
@@ -33,11 +34,28 @@ def usage_attributes(r: CallResult, out: dict[str, Any], latest_semconv: bool) -
         out[sc.USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
 
 
+def content_attributes(r: CallResult) -> dict[str, Any]:
+    """The call's captured content under the conventions' names (structured values)."""
+    out: dict[str, Any] = {}
+    content = r.content
+    if content is not None:
+        if content.system:
+            out[sc.SYSTEM_INSTRUCTIONS] = content.system
+        if content.input:
+            out[sc.INPUT_MESSAGES] = content.input
+        if content.tools:
+            out[sc.TOOL_DEFINITIONS] = content.tools
+    if r.output_text:
+        out[sc.OUTPUT_MESSAGES] = output_messages(r.output_text, r.finish_reasons)
+    return out
+
+
 class SpanSink:
     """Sets the result on the call's span and ends it at the call's end time."""
 
-    def __init__(self, latest_semconv: bool = False) -> None:
+    def __init__(self, latest_semconv: bool = False, content: bool = False) -> None:
         self._latest = latest_semconv
+        self._content = content  # content capture puts messages on spans (span_only, span_and_event)
 
     def on_usage(self, r: CallResult) -> None:
         span = r.span
@@ -80,10 +98,9 @@ class SpanSink:
             out[sc.RATELIMIT_REMAINING_REQUESTS] = r.ratelimit_requests
         if r.ratelimit_tokens is not None:
             out[sc.RATELIMIT_REMAINING_TOKENS] = r.ratelimit_tokens
-        if r.output_text:
-            out[sc.OUTPUT_MESSAGES] = json.dumps(
-                [{"role": "assistant", "parts": [{"type": "text", "content": r.output_text}]}]
-            )
+        if self._content:
+            for name, value in content_attributes(r).items():
+                out[name] = json.dumps(value, default=str, ensure_ascii=False)
         if r.error_type is not None:
             out[sc.ERROR_TYPE] = r.error_type
         return out
