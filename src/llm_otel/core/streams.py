@@ -76,7 +76,12 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         record, observe = self._self_record, self._self_observe
         try:
             for item in self.__wrapped__:
-                if observed(observe, record, item):
+                try:  # ``observed``, inlined: this loop runs once per chunk
+                    keep = observe(record, item)
+                except Exception:
+                    record.rt.report_internal_error("stream chunk observer")
+                    keep = True
+                if keep:
                     yield item
         except GeneratorExit:
             record.finish(stream_end=sc.STREAM_CLIENT_CLOSED)

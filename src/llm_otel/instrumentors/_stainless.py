@@ -54,8 +54,8 @@ class StainlessInstrumentor(LLMInstrumentor):
         """Copy model, id, finish reasons and usage from a parsed (non-stream) response onto the record."""
         raise NotImplementedError
 
-    def stream_observer(self, record: Call, stream: Any) -> Observer:
-        """The function that reads each chunk of this stream."""
+    def stream_observer(self, record: Call, stream: Any, path: str | None) -> Observer:
+        """The function that reads each chunk of this stream (``path``: the request's, when known)."""
         raise NotImplementedError
 
     def content_of(self, path: str, body: dict[str, Any]) -> Content | None:
@@ -103,7 +103,7 @@ class StainlessInstrumentor(LLMInstrumentor):
 
     # --- start ---------------------------------------------------------------------------------------------
     def _start(self, client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """(record, args, kwargs, raw_mode, stream), or None for endpoints we don't observe."""
+        """(record, args, kwargs, raw_mode, stream, path), or None for endpoints we don't observe."""
         options = args[1] if len(args) > 1 else kwargs.get("options")
         operation = self.operations.get(getattr(options, "url", None))
         if operation is None:
@@ -130,7 +130,7 @@ class StainlessInstrumentor(LLMInstrumentor):
                     args = (args[0], adjusted, *args[2:])
                 else:
                     kwargs = {**kwargs, "options": adjusted}
-        return record, args, kwargs, raw_mode, stream
+        return record, args, kwargs, raw_mode, stream, options.url
 
     def _begin(self, client: Any, args: Any, kwargs: Any) -> Any:
         if not is_instrumentation_enabled():  # OpenTelemetry's suppress_instrumentation
@@ -153,9 +153,9 @@ class StainlessInstrumentor(LLMInstrumentor):
         started = self._begin(instance, args, kwargs)
         if started is None:
             return wrapped(*args, **kwargs)
-        record, args, kwargs, raw_mode, stream = started
+        record, args, kwargs, raw_mode, stream, path = started
         result = run_sync(record, wrapped, args, kwargs)
-        return self._handle_result(record, result, raw_mode, stream, SyncStreamProxy)
+        return self._handle_result(record, result, raw_mode, stream, SyncStreamProxy, path)
 
     async def _request_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         if CURRENT.get() is not None:  # nested: see _request_sync
@@ -163,16 +163,16 @@ class StainlessInstrumentor(LLMInstrumentor):
         started = self._begin(instance, args, kwargs)
         if started is None:
             return await wrapped(*args, **kwargs)
-        record, args, kwargs, raw_mode, stream = started
+        record, args, kwargs, raw_mode, stream, path = started
         result = await run_async(record, wrapped, args, kwargs)
-        return self._handle_result(record, result, raw_mode, stream, AsyncStreamProxy)
+        return self._handle_result(record, result, raw_mode, stream, AsyncStreamProxy, path)
 
-    def _handle_result(self, record: Call, result: Any, raw_mode: Any, stream: bool, proxy_type: Any) -> Any:
+    def _handle_result(self, record: Call, result: Any, raw_mode: Any, stream: bool, proxy_type: Any, path: str) -> Any:
         try:
             if raw_mode is not None:
                 return self._handle_raw(record, result, raw_mode, stream)
             if stream and isinstance(result, self._stream_types):
-                return proxy_type(result, record, self.stream_observer(record, result))
+                return proxy_type(result, record, self.stream_observer(record, result, path))
             self.apply_response(record, result)
             record.finish()
         except Exception:
@@ -219,7 +219,8 @@ class StainlessInstrumentor(LLMInstrumentor):
                     record.streaming = True
                     record.chunk_times = []
                     proxy_type = SyncStreamProxy if isinstance(result, self._stream_types[0]) else AsyncStreamProxy
-                    proxy = proxy_type(result, record, self.stream_observer(record, result))
+                    path = getattr(getattr(instance, "_options", None), "url", None)
+                    proxy = proxy_type(result, record, self.stream_observer(record, result, path))
                     http_response._llm_otel_proxy = proxy
                 return proxy
             if not record.ended:

@@ -137,7 +137,7 @@ class AnthropicInstrumentor(StainlessInstrumentor):
     def content_of(self, path: str, body: dict[str, Any]) -> Content | None:
         return content.anthropic(body)
 
-    def stream_observer(self, record: Call, stream: Any) -> Observer:
+    def stream_observer(self, record: Call, stream: Any, path: str | None) -> Observer:
         return observe_event
 
     def extra_patches(self) -> None:

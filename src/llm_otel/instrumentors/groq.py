@@ -47,5 +47,5 @@ class GroqInstrumentor(StainlessInstrumentor):
     def apply_response(self, record: Call, body: Any) -> None:
         apply_openai_response(record, body)
 
-    def stream_observer(self, record: Call, stream: Any) -> Observer:
+    def stream_observer(self, record: Call, stream: Any, path: str | None) -> Observer:
         return observe_groq_chunk

@@ -7,6 +7,7 @@ operations, how OpenAI reports usage, and asks streamed Chat Completions for the
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any, ClassVar
 
 from .. import semconv as sc
@@ -15,6 +16,8 @@ from ..core.call import Call
 from ..core.content import Content
 from ..core.usage import field, from_openai
 from ._stainless import Observer, StainlessInstrumentor
+
+_perf = time.perf_counter
 
 
 def apply_openai_response(record: Call, body: Any) -> None:
@@ -74,7 +77,7 @@ def observe_chat_chunk(record: Call, chunk: Any) -> bool:
             if choice.finish_reason:
                 _finish_reason(record, getattr(choice, "index", 0), choice.finish_reason)
         if output:
-            record.output_chunk()
+            record.chunk_times.append(_perf())  # record.output_chunk(), inlined: once per chunk
     return True
 
 
@@ -149,8 +152,8 @@ class OpenAIInstrumentor(StainlessInstrumentor):
             return content.responses(body)
         return content.prompt(body) if path == "/completions" else content.chat(body) if path != "/embeddings" else None
 
-    def stream_observer(self, record: Call, stream: Any) -> Observer:
-        url = getattr(getattr(stream, "_options", None), "url", None)
+    def stream_observer(self, record: Call, stream: Any, path: str | None) -> Observer:
+        url = path or getattr(getattr(stream, "_options", None), "url", None)
         if url is None:
             # openai 2.x streams carry no options: tell the APIs apart by each item's shape instead.
             return observe_any_chunk
