@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import subprocess
+import sys
+import time
 from typing import Any
 
 import openai
@@ -115,7 +119,59 @@ def test_abandoned_stream_ends_at_gc(sim: Any, capture: Any) -> None:
     next(stream)
     del stream
     gc.collect()
+    collected = time.time_ns()
+    deadline = time.monotonic() + 5  # ended at the writer thread's next round (every 0.25 s), not in the finalizer
+    while not capture.spans() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert _end(capture) == "gc"
+    assert capture.span().end_time <= collected  # the end is when it was collected, not when it was processed
+
+
+LOCKING_EXPORTER_APP = """
+import gc, os, threading
+import llm_otel
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+class LockingExporter(SpanExporter):
+    # Holds its lock while it allocates, and so may run the garbage collector (here: always).
+    def __init__(self):
+        self.lock, self.ends = threading.Lock(), []
+    def export(self, spans):
+        with self.lock:
+            self.ends += [s.attributes.get("llm_otel.stream.end", "-") for s in spans]
+            gc.collect()
+        return SpanExportResult.SUCCESS
+
+exporter = LockingExporter()
+tp = TracerProvider()
+tp.add_span_processor(SimpleSpanProcessor(exporter))
+llm_otel.instrument(ledger=False, tracer_provider=tp)
+import openai
+client = openai.OpenAI(base_url=os.environ["SIM_URL"] + "/v1", api_key="x", max_retries=0)
+msg = [{"role": "user", "content": "hi"}]
+stream = client.chat.completions.create(model="gpt-4o-mini", messages=msg, stream=True)
+next(stream)
+gc.disable()  # collections happen where the exporter runs them
+cycle = [stream]
+cycle.append(cycle)  # the dropped stream is reachable only from a cycle: only the collector frees it
+del stream, cycle
+client.chat.completions.create(model="gpt-4o-mini", messages=msg)  # its span's export collects the cycle
+llm_otel.flush()
+print("ENDS", sorted(exporter.ends), flush=True)
+"""
+
+
+def test_stream_collected_inside_an_exporters_lock_does_not_deadlock(sim: Any) -> None:
+    """A finalizer runs wherever the collector runs, here inside an exporter holding its lock in the same thread:
+    ending the dropped stream's span right there would call that exporter again and wait on its own lock."""
+    env = {**os.environ, "SIM_URL": sim.base_url}
+    env = {k: v for k, v in env.items() if not k.startswith(("OTEL_", "LLM_OTEL_"))}
+    proc = subprocess.run(
+        [sys.executable, "-c", LOCKING_EXPORTER_APP], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ENDS ['-', 'gc']" in proc.stdout, proc.stdout + proc.stderr[-2000:]
 
 
 def test_cut_mid_stream_ends_with_error_and_sdk_exception(sim: Any, capture: Any) -> None:

@@ -8,6 +8,7 @@ emitting happens in ``llm_otel.sinks``.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import logging
@@ -49,6 +50,27 @@ def detached() -> Iterator[None]:
 
 BURST_WINDOW_S = 0.25
 _perf = time.perf_counter
+
+#: Calls whose stream was garbage-collected, waiting to be ended: (record, when, how it ended). A finalizer
+#: may run at any allocation, including inside a sink holding its lock in this very thread; ending the call
+#: there would deadlock. They are ended at the next safe point: the next call, the writer thread's next
+#: round (every 0.25 s when the ledger or budgets are on), ``flush()``, ``uninstrument()`` or exit.
+_ORPHANS: collections.deque[tuple[Call, float, str]] = collections.deque()
+
+
+def end_later(record: Call, stream_end: str) -> None:
+    """End ``record`` at the next safe point (for finalizers); the end time is now."""
+    _ORPHANS.append((record, _perf(), stream_end))
+
+
+def end_orphans() -> None:
+    """End the calls queued by ``end_later`` (call only where no llm-otel lock is held)."""
+    while _ORPHANS:
+        try:
+            record, at, stream_end = _ORPHANS.popleft()
+        except IndexError:  # another thread took the last one
+            return
+        record.finish(stream_end=stream_end, at=at)
 
 
 def error_type_name(exc: BaseException) -> str:
@@ -128,6 +150,8 @@ class Call:
         streaming: bool,
         span_attributes: dict[str, Any] | None = None,
     ) -> None:
+        if _ORPHANS:  # a safe point: no llm-otel lock is held while a call starts
+            end_orphans()
         self.rt = rt
         self.provider = provider
         self.operation = operation
@@ -204,11 +228,13 @@ class Call:
     def ended(self) -> bool:
         return self._once.locked()
 
-    def finish(self, error: BaseException | None = None, stream_end: str | None = None) -> None:
-        """End the call exactly once; later calls do nothing. Never raises."""
+    def finish(
+        self, error: BaseException | None = None, stream_end: str | None = None, at: float | None = None
+    ) -> None:
+        """End the call exactly once (``at``: when it ended, default now); later calls do nothing. Never raises."""
         if not self._once.acquire(blocking=False):
             return
-        t_end = _perf()
+        t_end = _perf() if at is None else at
         try:
             self._finish(t_end, error, stream_end)
         except Exception:

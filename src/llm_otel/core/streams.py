@@ -18,7 +18,7 @@ from typing import Any
 import wrapt
 
 from .. import semconv as sc
-from .call import Call
+from .call import Call, end_later
 
 #: observe(record, chunk) -> True to pass the chunk on, False to swallow it (a chunk we caused).
 Observer = Callable[[Call, Any], bool]
@@ -34,8 +34,9 @@ def observed(observe: Observer, record: Call, item: Any) -> bool:
 
 
 def _gc_end(record: Call) -> None:
-    if not sys.is_finalizing():
-        record.finish(stream_end=sc.STREAM_GC)
+    """Finalizer of a stream the app dropped: its call ends at the next safe point (see ``end_later``)."""
+    if not sys.is_finalizing() and not record.ended:
+        end_later(record, sc.STREAM_GC)
 
 
 def _generator_running(stream: Any) -> bool:
@@ -171,7 +172,7 @@ class _AsyncChunks:
     def __del__(self) -> None:
         record = self._proxy._self_record
         if not record.ended and not sys.is_finalizing():
-            record.finish(stream_end=sc.STREAM_CLIENT_CLOSED)
+            end_later(record, sc.STREAM_CLIENT_CLOSED)  # a finalizer: see ``end_later``
 
 
 class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]

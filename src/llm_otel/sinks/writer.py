@@ -18,6 +18,8 @@ import threading
 import weakref
 from typing import Any, Protocol
 
+from ..core.call import end_orphans
+
 log = logging.getLogger("llm_otel")
 
 
@@ -113,6 +115,7 @@ class Writer:
                 flushes, self._flushes = self._flushes, []
                 stop = self._stop
             force = bool(flushes) or stop
+            end_orphans()  # streams dropped by the app (a safe point: no lock held here)
             now = time.monotonic()
             for lane in self._lanes:
                 self._serve(lane, now, force)
