@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs and run all of it: lint, unit and SDK tests, end-to-end tests
-# against real Prometheus/Alertmanager/vmagent (fetched from Debian by scripts/fetch-backends.sh), and the
+# against real Prometheus/Alertmanager/vmagent (fetched from Debian by scripts/fetch-backends.sh), the Redis
+# budget-store tests against a real redis-server (scripts/fetch-redis.sh), and the
 # OpenAI tests again under openai 2.x (the major that LiteLLM users get).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,12 @@ if exports=$(bash scripts/fetch-backends.sh); then
 else
     echo "warning: backends could not be fetched; the e2e tests will say why" >&2
 fi
+echo "== fetching redis-server (budget store tests)" >&2
+if exports=$(bash scripts/fetch-redis.sh); then
+    eval "$exports"
+else
+    echo "warning: redis-server could not be fetched; the Redis budget tests will say why" >&2
+fi
 
 echo "== test suite (openai 3.x)" >&2
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
@@ -34,4 +41,4 @@ venv .venv-openai2 'openai>=2,<3' 'litellm<1.107'
     tests/test_openai_surfaces.py tests/test_streams.py tests/test_throttle.py tests/test_concurrency.py \
     tests/test_faults.py tests/test_lifecycle.py tests/test_providers_more.py \
     tests/test_content_capture.py tests/test_instrumentor_contract.py tests/test_process_lifecycle.py \
-    tests/test_metrics_citizen.py tests/test_first_hour_tables.py
+    tests/test_metrics_citizen.py tests/test_first_hour_tables.py tests/test_budget_redis.py

@@ -41,12 +41,13 @@ def _build_runtime(
     procs = list(processors)
     if settings.budgets or settings.ledger is not False:
         _writer = Writer()
+        _writer.start()  # now, not at the first row: it also ends the calls of streams the app dropped
     if settings.budgets:
         from .budget.processor import BudgetProcessor
 
         # First, so that its before_call runs before any other processor sees the call.
-        _budgets = BudgetProcessor(settings.budgets, state=settings.budget_state, on_alert=on_alert,
-                                   service_name=settings.service_name, writer=_writer)  # fmt: skip
+        _budgets = BudgetProcessor(settings.budgets, state=settings.budget_state, store=settings.budget_store,
+                                   on_alert=on_alert, service_name=settings.service_name, writer=_writer)  # fmt: skip
         procs.insert(0, _budgets)
     if settings.ledger is not False:
         path = None if settings.ledger is True else Path(str(settings.ledger)).expanduser()
@@ -118,9 +119,18 @@ def report_config_error(exc: Exception) -> None:
     sys.stderr.flush()
 
 
+def _end_orphans() -> None:
+    """End the calls of streams the app dropped (queued by their finalizers; see ``core.call.end_later``)."""
+    if "llm_otel.core.call" in sys.modules:  # no call was ever made otherwise
+        from .core.call import end_orphans
+
+        end_orphans()
+
+
 def _at_exit() -> None:
     """Interpreter exit: write the queued ledger rows and budget usage first (a final commit can fire budget
     alerts, which are telemetry); the providers' own bounded shutdown runs next (``providers.py``)."""
+    _end_orphans()
     if _writer is not None:
         _writer.close()
 
@@ -137,6 +147,7 @@ def instrument(
     budgets: list[Any] | None = None,
     on_alert: Any = None,
     budget_state: bool | str | None = None,
+    budget_store: str | None = None,
     config_file: str | Path | None = None,
     processors: list[UsageProcessor] | None = None,
     tracer_provider: Any = None,
@@ -148,8 +159,8 @@ def instrument(
     Arguments override the environment (``LLM_OTEL_*``, ``OTEL_*``) and the YAML file named by
     ``config_file`` / ``LLM_OTEL_CONFIG``. Raises ``ConfigError`` for invalid settings, naming the field.
     ``budgets`` (``Budget`` objects or dicts), ``on_alert`` (a callable or a list of them, given each
-    ``BudgetAlert``) and ``budget_state`` (the shared state file; False keeps budgets in memory): see
-    docs/budgets.md.
+    ``BudgetAlert``), ``budget_state`` (the shared state file; False keeps budgets in memory) and
+    ``budget_store`` (a ``redis://`` URL: budgets shared by a fleet): see docs/budgets.md.
     """
     global _runtime, _generation
     from .config import load_settings
@@ -166,6 +177,7 @@ def instrument(
         "prices": prices,
         "budgets": budgets,
         "budget_state": budget_state,
+        "budget_store": budget_store,
     }
     with _lock:
         if _runtime is not None and _active:
@@ -209,6 +221,7 @@ def _on_sdk_import(module: str, name: str, generation: int, _sdk: Any) -> None:
 def uninstrument() -> None:
     """Restore every patched SDK function and flush the ledger."""
     global _runtime, _ledger, _budgets, _writer
+    _end_orphans()
     with _lock:
         for inst in _instrumentors:
             inst.uninstrument()
@@ -230,6 +243,7 @@ def session_usage() -> dict[tuple[str, str], ModelTotals]:
 
 def flush(timeout: float = 10.0) -> None:
     """Write queued ledger rows and budget usage, and export pending telemetry now."""
+    _end_orphans()
     if _writer is not None:
         _writer.flush(timeout)
     if _runtime is not None:

@@ -83,6 +83,8 @@ class Settings:
     (the budget model loads only when budgets are configured)."""
     budget_state: bool | str = True
     """Budget state file shared by processes: True = default path under the user data dir; False = memory only."""
+    budget_store: str | None = None
+    """A ``redis://`` URL: budgets shared by every process on every host (then ``budget_state`` is unused)."""
     exit_timeout: float = 0.3
     """Seconds the process may spend at exit exporting the last telemetry of providers llm-otel created, before
     it ends without it (an unreachable collector would otherwise hold the exit for 10 s or more)."""
@@ -105,6 +107,13 @@ class Settings:
         for key in self.metric_attributes:
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_.]*$", key):
                 raise _FieldError("metric_attributes", f"{key!r} is not a valid attribute key")
+        if self.budget_store is not None:
+            from .budget.storeurl import StoreUrlError, check
+
+            try:
+                self.budget_store = check(self.budget_store) if self.budget_store.strip() else None
+            except StoreUrlError as exc:
+                raise _FieldError("budget_store", str(exc)) from None
         if self.exit_timeout < 0:
             raise _FieldError("exit_timeout", f"must be 0 or more seconds (got {self.exit_timeout!r})")
 
@@ -167,6 +176,8 @@ def _from_env(env: dict[str, str]) -> dict[str, Any]:
     if "LLM_OTEL_BUDGET_STATE" in env:
         raw = env["LLM_OTEL_BUDGET_STATE"].strip()
         out["budget_state"] = False if raw.lower() in _FALSE else raw
+    if "LLM_OTEL_BUDGET_STORE" in env:
+        out["budget_store"] = env["LLM_OTEL_BUDGET_STORE"].strip()
     if env.get("LLM_OTEL_EXIT_TIMEOUT"):
         out["exit_timeout"] = env["LLM_OTEL_EXIT_TIMEOUT"].strip()
     if "gen_ai_latest_experimental" in env.get("OTEL_SEMCONV_STABILITY_OPT_IN", ""):

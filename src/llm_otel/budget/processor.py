@@ -10,7 +10,9 @@ them, records every threshold they take past in the fired table and adds the del
 that records a threshold emits its alert (log record, metric, Python logging, callbacks), so N processes
 sharing the file fire each threshold once between them. The in-memory view then takes the file's totals
 (for the keys of the batch at once, for every budget and group every ``refresh_s``), so that the other
-processes' usage is seen by ``before_call`` and by the next crossing detection. See docs/budgets.md.
+processes' usage is seen by ``before_call`` and by the next crossing detection. With ``store="redis://…"``
+the same batch runs against Redis (redis_store.py), shared by every host; while Redis is unreachable the
+batches are held here, in order, and replayed when it is back. See docs/budgets.md.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from .rules import (
     group_value,
     scope_matches,
 )
-from .store import Fired, Mark, MemoryStore, SqliteStore, Store, classify, default_path
+from .store import Fired, Mark, MemoryStore, SqliteStore, Store, StoreUnavailable, classify, default_path
 from .view import INF, NEG, Active, Batch, Route, Segment, State, amount_of, decide, jumped, next_at, token_sum
 
 log = logging.getLogger("llm_otel.budget")
@@ -56,6 +58,7 @@ class BudgetProcessor:
     """A usage processor enforcing budgets. Put it first in the processor list (``instrument()`` does).
 
     ``state``: a path to the shared SQLite state file, True for the default one, False for memory only.
+    ``store``: a ``redis://`` URL: budgets shared by every process on every host (``state`` is then unused).
     ``on_alert``: callables given each ``BudgetAlert`` (on the writer thread; exceptions are swallowed).
     ``clock``: returns the current time as an aware datetime (tests inject one).
     """
@@ -65,10 +68,11 @@ class BudgetProcessor:
         budgets: Sequence[Budget | Mapping[str, Any]],
         *,
         state: str | Path | bool = True,
+        store: str | None = None,
         on_alert: Callback | Iterable[Callback] | None = None,
         clock: Clock | None = None,
         service_name: str | None = None,
-        refresh_s: float = 0.5,
+        refresh_s: float | None = None,
         retry_s: float = 30.0,
         busy_timeout_s: float = 5.0,
         commit_every_s: float = 0.25,
@@ -87,7 +91,7 @@ class BudgetProcessor:
         self._ends: dict[tuple[int, int], float] = {}  # (budget, window start) -> window end
         self._now: Callable[[], float] = (lambda: clock().timestamp()) if clock is not None else time.time
         self._service = service_name
-        self._refresh_s = refresh_s
+        self._refresh_s = refresh_s if refresh_s is not None else 0.5
         self._commit_every_s = commit_every_s
         self._retry_s = retry_s
         self._batch = batch
@@ -102,18 +106,32 @@ class BudgetProcessor:
         self._internal_reported: set[str] = set()
         self._last_retry = 0.0
         self._last_prune = 0.0
-        if state is False:
-            self._db: SqliteStore | None = None
-            self._store: Store = MemoryStore()
+        self._held: list[Any] = []  # calls the store could not take yet (Redis unreachable), in order
+        self._folded: dict[tuple[int, str, int], list[float]] = {}  # held calls past held_max, summed
+        self._redis: Any = None
+        self._db: SqliteStore | None = None
+        self._store: Store
+        if store is not None:
+            from .redis_store import RedisStore
+
+            self._redis = self._store = RedisStore(store, self.budgets)
+            self._refresh_s = refresh_s if refresh_s is not None else self._redis.refresh_s
+        elif state is False:
+            self._store = MemoryStore()
         else:
             path = default_path() if state is True else Path(state).expanduser()
             self._db = SqliteStore(path, busy_timeout_s=busy_timeout_s)
             self._store = self._db
         self._configs = {b.name: b.model_dump(mode="json") for b in self.budgets}
-        self._open_and_load()
+        # Redis is opened on the writer thread: instrument() neither imports the client nor touches the network.
+        self._unloaded = self._redis is not None
+        if not self._unloaded:
+            self._open_and_load()
         self._own_writer = writer is None
         self._writer = writer or Writer("llm-otel-budgets")
         self._lane = self._writer.lane(self)
+        if self._unloaded:
+            self._writer.start()
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork)
 
@@ -125,7 +143,10 @@ class BudgetProcessor:
 
     @property
     def degraded(self) -> bool:
-        """True while the state file is unusable and budgets are kept in this process's memory."""
+        """True while the shared state is out of reach: the state file is unusable and budgets are kept in this
+        process's memory, or Redis is unreachable and budgets carry on locally until it is back."""
+        if self._redis is not None:
+            return not self._redis.online or bool(self._held or self._folded)
         return self._db is not None and self._store is not self._db
 
     def bind(self, runtime: Any) -> None:
@@ -352,17 +373,28 @@ class BudgetProcessor:
     # --- on the background writer (WriterClient) -------------------------------------------------------------
     name = "the budget state"
     max_backlog = 1_000_000
+    held_max = 100_000  # calls kept for a call-by-call replay while Redis is unreachable (about 15 MB)
 
     def write(self, batch: list[Any]) -> None:
         """Commit a batch of usage deltas to the shared state, in the order the calls changed this view."""
         try:
+            self._load()
             self._commit(batch)
         except Exception:
             self._internal("budget writer")
 
     def tick(self, force: bool) -> None:
         """Refresh this process's view of the shared totals every ``refresh_s`` (and on flush / close)."""
+        try:
+            self._load()
+        except Exception:
+            self._internal("budget writer")
         now = time.monotonic()
+        if (self._held or self._folded) and (force or now - self._last_refresh >= self._refresh_s):
+            try:
+                self._commit([])  # calls held while the store was unreachable: replay them now if it is back
+            except Exception:
+                self._internal("budget writer")
         if not force and now - self._last_refresh < self._refresh_s:
             return
         try:
@@ -375,33 +407,145 @@ class BudgetProcessor:
 
     def closed(self) -> None:
         """The writer stopped after its final commit: close the state store."""
+        if (self._held or self._folded) and self._redis is not None and self._redis.online:
+            self._redis.settle()  # back from an outage moments ago: send what is held rather than lose it
+            self._commit([])
+        if self._held or self._folded:
+            n = len(self._held) + int(sum(w[3] for w in self._folded.values()))
+            log.warning("llm-otel: budget store %s was unreachable at exit: the usage of %d call(s) made since "
+                        "was not sent, and their alerts were not raised", self._redis.shown, n)  # fmt: skip
         self._store.close()
 
     def _commit(self, batch: list[Any]) -> None:
+        """Apply ``batch`` (after any calls held back while the store was unreachable, in order)."""
+        if self._held or self._folded:
+            batch = self._held + batch
+            self._held = []
+        if not batch and not self._folded:
+            return
+        folded, self._folded = self._folded, {}
         try:
-            result = self._apply(self._store, batch)
+            result = self._apply(self._store, batch, folded)
+        except StoreUnavailable:
+            self._hold(batch, folded)
+            return
         except (sqlite3.Error, OSError) as exc:
             with contextlib.suppress(Exception):
                 self._store.rollback()
             self._degrade(exc)
-            result = self._apply(self._store, batch)
-        now = batch[-1][0]
-        self._absorb(result, now)
+            result = self._apply(self._store, batch, folded)
+        if batch:
+            self._absorb(result, batch[-1][0])
+        else:
+            self._absorb(result, self._now())
         for alert in result.alerts:
             self._emitter.emit(alert)
 
-    def _apply(self, store: Store, batch: list[Any]) -> Batch:
+    def _hold(self, batch: list[Any], folded: dict[tuple[int, str, int], list[float]]) -> None:
+        """Keep calls the store could not take (Redis unreachable) for a replay when it is back: their usage
+        stays pending in this view (blocks still see it) and their alerts wait for their claims. Past
+        ``held_max`` calls the oldest are folded into per-(budget, group, bucket) sums: still counted exactly,
+        no longer replayed call by call."""
+        self._held = batch
+        self._folded = folded
+        over = len(self._held) - self.held_max
+        if over > 0:
+            old, self._held = self._held[:over], self._held[over:]
+            for key, w in self._writes_of(old).items():
+                f = self._folded.get(key)
+                if f is None:
+                    self._folded[key] = w
+                else:
+                    for i in range(4):
+                        f[i] += w[i]
+
+    def _apply(self, store: Store, batch: list[Any], folded: Mapping[tuple[int, str, int], list[float]] | None = None
+               ) -> Batch:  # fmt: skip
         """Replay the batch's calls in order against the shared totals, inside one write transaction.
 
         Holding the write lock from the first read to the commit makes "this call took the shared total past
-        this threshold, and nobody marked it yet" a decision no other process can race. Keys are independent,
-        so each key's calls are replayed in their order; a key whose batch cannot reach anything is only summed.
+        this threshold, and nobody marked it yet" a decision no other process can race (Redis: the batch's
+        writes and reads are one MULTI, and ``fire`` is a first-claimant-wins claim). Keys are independent, so
+        each key's calls are replayed in their order; a key whose batch cannot reach anything is only summed.
+        ``folded``: usage of calls held too long to replay one by one (added, and counted as already there).
         """
         out = Batch()
         # Per (budget, group): [amount, first now, last now, lowest bucket, highest bucket, {bucket: amount}].
         # Calls are replayed one by one only for keys that could reach a threshold (rare), not for every call.
         per_key: dict[tuple[int, str], list[Any]] = {}
-        writes = out.writes
+        writes = out.writes = self._writes_of(batch, per_key)
+        for key, w in (folded or {}).items():
+            have = writes.get(key)
+            writes[key] = list(w) if have is None else [x + y for x, y in zip(have, w, strict=True)]
+        alerts: list[tuple[int, BudgetAlert]] = []
+        pid = os.getpid()
+        names = [a.name for a in self._active]
+        store.begin([(names[idx], group, bucket, amount, int(calls_n), int(unpriced))
+                     for (idx, group, bucket), (amount, calls_n, unpriced, _n) in writes.items()])  # fmt: skip
+        try:
+            for (idx, group), agg in per_key.items():
+                a = self._active[idx]
+                if a.rolling is None:
+                    first = agg[3]
+                    after, arm_after = first - 1, float(first)
+                else:
+                    first_now = agg[1]
+                    after, arm_after = first_now - a.rolling - a.bucket_s, first_now - a.rolling
+                totals = out.totals[(idx, group)] = store.usage(a.name, group, after)
+                if folded:
+                    for (f_idx, f_group, bucket), w in folded.items():
+                        if f_idx == idx and f_group == group and bucket > after:
+                            totals[bucket] = totals.get(bucket, 0.0) + w[0]
+                fired = out.fired[(idx, group)] = store.fired(a.name, group, arm_after)
+                if not self._could_fire(a, totals, fired, agg):
+                    for bucket, amount in agg[5].items():
+                        totals[bucket] = totals.get(bucket, 0.0) + amount
+                    continue
+                for now, bucket, amount, n in self._calls_of(batch, a, group):
+                    prev = totals.get(bucket, 0.0)
+                    total = totals[bucket] = prev + amount
+                    if a.rolling is None:
+                        used = total
+                        w_start, w_end = float(bucket), self._window_end(a, bucket)
+                        arm_after = win = w_start
+                        fc = self._forecast(a, used, now, w_start, w_end) if a.forecast else None
+                    else:
+                        live = now - a.rolling - a.bucket_s
+                        used = 0.0
+                        for b2, v in totals.items():
+                            if b2 > live:
+                                used += v
+                        arm_after = w_start = now - a.rolling
+                        w_end = win = now
+                        fc = None
+                    decisions = decide(a, used, fired, arm_after, win, fc)
+                    if not decisions:
+                        continue
+                    before = prev if a.rolling is None else _live_before(totals, live, bucket, prev)
+                    passed = jumped(a, decisions, before)
+                    trace_id, span_id = _ids(batch[n][1])
+                    for label, alert in decisions:
+                        fired[label] = win
+                        inserted = store.fire(Fired(a.name, group, win, label, now, used, alert, pid))
+                        if alert and inserted:
+                            alerts.append((n, self._alert(a, group, label, used, fc, w_start, w_end, now, passed,
+                                                          trace_id, span_id)))  # fmt: skip
+            store.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                store.rollback()
+            raise
+        alerts.sort(key=lambda pair: pair[0])  # in call order across keys
+        out.alerts = [alert for _n, alert in alerts]
+        return out
+
+    def _writes_of(self, batch: list[Any], per_key: dict[tuple[int, str], list[Any]] | None = None
+                   ) -> dict[tuple[int, str, int], list[float]]:  # fmt: skip
+        """The batch summed per (budget, group, bucket): [amount, calls, unpriced calls, calls]; and, into
+        ``per_key``, per (budget, group): [amount, first now, last now, lowest bucket, highest bucket, sums]."""
+        writes: dict[tuple[int, str, int], list[float]] = {}
+        if per_key is None:
+            per_key = {}
         # Per segment: [first now, last now, calls, cost, unpriced calls, token sums, calls reporting them].
         per_seg: dict[Segment, list[Any]] = {}
         k = len(self._token_sets)
@@ -446,63 +590,7 @@ class BudgetProcessor:
                     w[1] += n
                     w[2] += unpriced_n
                     w[3] += n
-        alerts: list[tuple[int, BudgetAlert]] = []
-        pid = os.getpid()
-        store.begin()
-        try:
-            for (idx, group), agg in per_key.items():
-                a = self._active[idx]
-                if a.rolling is None:
-                    first = agg[3]
-                    after, arm_after = first - 1, float(first)
-                else:
-                    first_now = agg[1]
-                    after, arm_after = first_now - a.rolling - a.bucket_s, first_now - a.rolling
-                totals = out.totals[(idx, group)] = store.usage(a.name, group, after)
-                fired = out.fired[(idx, group)] = store.fired(a.name, group, arm_after)
-                if not self._could_fire(a, totals, fired, agg):
-                    for bucket, amount in agg[5].items():
-                        totals[bucket] = totals.get(bucket, 0.0) + amount
-                    continue
-                for now, bucket, amount, n in self._calls_of(batch, a, group):
-                    prev = totals.get(bucket, 0.0)
-                    total = totals[bucket] = prev + amount
-                    if a.rolling is None:
-                        used = total
-                        w_start, w_end = float(bucket), self._window_end(a, bucket)
-                        arm_after = win = w_start
-                        fc = self._forecast(a, used, now, w_start, w_end) if a.forecast else None
-                    else:
-                        live = now - a.rolling - a.bucket_s
-                        used = 0.0
-                        for b2, v in totals.items():
-                            if b2 > live:
-                                used += v
-                        arm_after = w_start = now - a.rolling
-                        w_end = win = now
-                        fc = None
-                    decisions = decide(a, used, fired, arm_after, win, fc)
-                    if not decisions:
-                        continue
-                    before = prev if a.rolling is None else _live_before(totals, live, bucket, prev)
-                    passed = jumped(a, decisions, before)
-                    trace_id, span_id = _ids(batch[n][1])
-                    for label, alert in decisions:
-                        fired[label] = win
-                        inserted = store.fire(Fired(a.name, group, win, label, now, used, alert, pid))
-                        if alert and inserted:
-                            alerts.append((n, self._alert(a, group, label, used, fc, w_start, w_end, now, passed,
-                                                          trace_id, span_id)))  # fmt: skip
-            for (idx, group, bucket), (amount, calls_n, unpriced, _n) in out.writes.items():
-                store.add(self._active[idx].name, group, bucket, amount, int(calls_n), int(unpriced))
-            store.commit()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                store.rollback()
-            raise
-        alerts.sort(key=lambda pair: pair[0])  # in call order across keys
-        out.alerts = [alert for _n, alert in alerts]
-        return out
+        return writes
 
     @staticmethod
     def _calls_of(batch: list[Any], a: Active, group: str) -> Iterator[tuple[float, int, float, int]]:
@@ -587,13 +675,17 @@ class BudgetProcessor:
         """Re-read every budget's current window from the store (other processes' usage, resets)."""
         store = self._store
         now = self._now()
+        specs = {}
+        for a in self._active:
+            arm = a.budget.window(now)[0] if a.rolling is not None else calendar_window(
+                a.budget.period, a.budget.tz, now)[0]  # fmt: skip
+            specs[a.idx] = (a.name, a.budget.live_after(now), arm)
         try:
+            store.prefetch(specs.values())
             marks = store.marks()
-            scans = {}
-            for a in self._active:
-                arm = a.budget.window(now)[0] if a.rolling is not None else calendar_window(
-                    a.budget.period, a.budget.tz, now)[0]  # fmt: skip
-                scans[a.idx] = store.scan(a.name, a.budget.live_after(now), arm)
+            scans = {idx: store.scan(*spec) for idx, spec in specs.items()}
+        except StoreUnavailable:
+            return  # keep the last known shared totals; the store said so once
         except (sqlite3.Error, OSError) as exc:
             with contextlib.suppress(Exception):
                 store.rollback()
@@ -646,16 +738,25 @@ class BudgetProcessor:
                 log.debug("llm-otel: pruning budget state failed", exc_info=True)
 
     # --- the state file: open, fall back to memory, come back ----------------------------------------------
+    def _load(self) -> None:
+        """Redis: connect, register the budgets and read the shared totals, once, on the writer thread."""
+        if self._unloaded:
+            self._unloaded = False
+            self._open_and_load()
+
     def _open_and_load(self) -> None:
         now = self._now()
         try:
             self._store.open()
             self._store.register(self._configs, now)
+        except StoreUnavailable:
+            pass  # Redis: said once; it registers the budgets when it is reachable
         except (sqlite3.Error, OSError) as exc:
             self._degrade(exc)
             self._seed_from_file()
             self._store.register(self._configs, now)
-        self._marks = self._store.marks()
+        with contextlib.suppress(StoreUnavailable):
+            self._marks = self._store.marks()
         self._refresh()
 
     def _seed_from_file(self) -> None:
@@ -708,7 +809,7 @@ class BudgetProcessor:
         self._last_retry = time.monotonic()
 
     def _maybe_recover(self) -> None:
-        if not self.degraded or time.monotonic() - self._last_retry < self._retry_s:
+        if self._db is None or self._store is self._db or time.monotonic() - self._last_retry < self._retry_s:
             return
         self._last_retry = time.monotonic()
         db, mem = self._db, self._store
@@ -744,6 +845,9 @@ class BudgetProcessor:
         self._lock = threading.Lock()
         if self._db is not None:
             self._db.forget()  # the parent's connection; the child opens its own
+        if self._redis is not None:
+            self._redis.forget()  # the child is a new process: its own id, connections and usage
+        self._held, self._folded = [], {}
         for st in self._states.values():
             st.pending.clear()  # the parent commits those
 

@@ -4,7 +4,11 @@
 shares. All writes of a batch happen in one ``BEGIN IMMEDIATE`` transaction, so the read of the shared
 total, the threshold decision and the insert of the fired row are atomic across processes.
 ``MemoryStore`` has the same interface and stands in when the file cannot be used; it keeps a journal of
-what it took so that the file can catch up when it becomes usable again.
+what it took so that the file can catch up when it becomes usable again. ``RedisStore`` (redis_store.py)
+shares budgets across hosts with the same interface.
+
+A batch is ``begin(writes)`` (the usage the batch adds), reads of the shared state *without* those writes
+(``usage``, ``fired``), threshold claims (``fire``), then ``commit()``, which makes the writes count.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 SCHEMA_VERSION = "1"
 SCHEMA = """
@@ -94,6 +98,13 @@ class Mark:
 
 
 UsageRow = tuple[str, int, float, int, int]  # group, bucket, used, calls, unpriced
+Write = tuple[str, str, int, float, int, int]  # budget, group, bucket, amount, calls, unpriced
+ScanSpec = tuple[str, float, float]  # budget, after (buckets), since (fired windows): what a refresh reads
+
+
+class StoreUnavailable(Exception):
+    """The shared store cannot be reached just now (Redis down, slow, restarting): the caller keeps its batch
+    and tries again later; budgets carry on in this process. The store has already told the user."""
 
 
 def classify(exc: BaseException) -> str:
@@ -118,6 +129,7 @@ class SqliteStore:
         self.busy_timeout_s = busy_timeout_s
         self.readonly = readonly
         self._conn: sqlite3.Connection | None = None
+        self._staged: list[Write] = []
 
     def open(self) -> None:
         """Connect, create the schema and prove the file is writable (raises sqlite3.Error / OSError)."""
@@ -215,15 +227,24 @@ class SqliteStore:
             raise
 
     # --- the writer's transaction --------------------------------------------------------------------------
-    def begin(self) -> None:
+    def begin(self, writes: Iterable[Write] = ()) -> None:
+        """Take the write lock; ``writes`` are added at ``commit`` (reads until then do not see them)."""
         self.conn.execute("BEGIN IMMEDIATE")
+        self._staged = list(writes)
 
     def commit(self) -> None:
+        staged, self._staged = self._staged, []
+        if staged:
+            self.conn.executemany(_ADD, staged)
         self.conn.execute("COMMIT")
 
     def rollback(self) -> None:
+        self._staged = []
         if self._conn is not None and self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
+
+    def prefetch(self, specs: Iterable[ScanSpec]) -> None:
+        """A refresh is about to ``scan`` these: nothing to do for a local file."""
 
     def usage(self, budget: str, group: str, after: float, upto: float | None = None) -> dict[int, float]:
         """Bucket totals with ``after < bucket`` (and ``bucket <= upto``)."""
@@ -306,6 +327,7 @@ class MemoryStore:
         self._configs: dict[str, dict[str, Any]] = {}
         self.journal_usage: dict[tuple[str, str, int], list[float]] = {}
         self.journal_fired: list[Fired] = []
+        self._staged: list[Write] = []
 
     def seed(
         self, usage: Iterable[tuple[str, str, int, float]], fired: Iterable[Fired], marks: dict[str, Mark]
@@ -344,13 +366,18 @@ class MemoryStore:
         for key in [k for k in self._fired if k[0] == budget]:
             del self._fired[key]
 
-    def begin(self) -> None:
-        pass
+    def begin(self, writes: Iterable[Write] = ()) -> None:
+        self._staged = list(writes)
 
     def commit(self) -> None:
-        pass
+        staged, self._staged = self._staged, []
+        for write in staged:
+            self.add(*write)
 
     def rollback(self) -> None:
+        self._staged = []
+
+    def prefetch(self, specs: Iterable[ScanSpec]) -> None:
         pass
 
     def usage(self, budget: str, group: str, after: float, upto: float | None = None) -> dict[int, float]:
@@ -397,4 +424,22 @@ class MemoryStore:
             del self._fired[key]
 
 
-Store = SqliteStore | MemoryStore
+class Store(Protocol):
+    """What the processor and ``llm-otel budget`` use: SqliteStore, MemoryStore and RedisStore."""
+
+    def open(self) -> None: ...
+    def close(self) -> None: ...
+    def forget(self) -> None: ...
+    def register(self, configs: dict[str, dict[str, Any]], now: float) -> None: ...
+    def marks(self) -> dict[str, Mark]: ...
+    def definitions(self) -> dict[str, dict[str, Any]]: ...
+    def reset(self, budget: str, now: float, config: dict[str, Any] | None = None) -> None: ...
+    def begin(self, writes: Iterable[Write] = ()) -> None: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    def usage(self, budget: str, group: str, after: float, upto: float | None = None) -> dict[int, float]: ...
+    def fired(self, budget: str, group: str, since: float, upto: float | None = None) -> dict[str, float]: ...
+    def fire(self, fired: Fired) -> bool: ...
+    def prefetch(self, specs: Iterable[ScanSpec]) -> None: ...
+    def scan(self, budget: str, after: float, since: float) -> tuple[list[UsageRow], list[Fired]]: ...
+    def prune(self, budget: str, usage_before: float, fired_before: float) -> None: ...

@@ -275,13 +275,44 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print("telemetry: not exported (no OTLP endpoint); the ledger is the embedded store")
     ledger = settings.ledger
     print(f"ledger: {'off' if ledger is False else (default_path() if ledger is True else ledger)}")
-    if settings.budgets:
-        from ..budget.store import default_path as state_default
-
-        state = settings.budget_state
-        print(f"budget state: {'memory only' if state is False else (state_default() if state is True else state)}")
+    if settings.budgets or settings.budget_store:
+        line, reachable = _budget_store_line(settings)
+        print(f"budget store: {line}")
+        ok = ok and reachable
     print(f"pricing data: genai-prices {pricing_data_version()} (offline)")
     return 0 if ok else 1
+
+
+def _budget_store_line(settings: Any) -> tuple[str, bool]:
+    """``sqlite: <path> (...)`` or ``redis: <url, password masked> (reachable | UNREACHABLE: why)``."""
+    import os
+
+    if settings.budget_store:
+        from ..budget.redis_store import RedisStore
+        from ..budget.store import StoreUnavailable
+
+        store = RedisStore(settings.budget_store, warn=False)
+        try:
+            store.open()
+        except StoreUnavailable as exc:
+            reason = str(exc).removeprefix(f"budget store {store.shown} ")
+            return f"redis: {store.shown} (UNREACHABLE: {reason}; budgets would carry on locally)", False
+        finally:
+            store.close()
+        return f"redis: {store.shown} (reachable; shared by every process that uses it)", True
+    from ..budget.store import default_path as state_default
+
+    state = settings.budget_state
+    if state is False:
+        return "memory only (budget_state is off; nothing shared between processes)", True
+    path = state_default() if state is True else Path(str(state)).expanduser()
+    if path.exists():
+        usable = os.access(path, os.R_OK | os.W_OK)
+        state = "exists" if usable else "NOT WRITABLE"
+        return f"sqlite: {path} ({state}; shared by the processes of this host)", usable
+    parent = next((p for p in path.parents if p.exists()), None)
+    creatable = parent is not None and os.access(parent, os.W_OK)
+    return f"sqlite: {path} ({'created on first use' if creatable else 'CANNOT BE CREATED'})", creatable
 
 
 # --- parser --------------------------------------------------------------------------------------------------

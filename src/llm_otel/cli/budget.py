@@ -1,4 +1,5 @@
-"""``llm-otel budget status|reset`` and ``llm-otel rules``: the state file and Prometheus rules from a shell.
+"""``llm-otel budget status|reset`` and ``llm-otel rules``: the shared budget state (the SQLite state file or
+Redis) and Prometheus rules from a shell.
 
 Errors are raised as ``BudgetCliError`` with one clear line; ``llm_otel.cli.main`` prints it and exits 2.
 """
@@ -22,7 +23,7 @@ class BudgetCliError(Exception):
 
 def add_parsers(sub: Any) -> None:
     """Add ``budget status``, ``budget reset`` and ``rules`` to the ``llm-otel`` sub-commands."""
-    budget = sub.add_parser("budget", help="show or reset budgets (their shared state file)")
+    budget = sub.add_parser("budget", help="show or reset budgets (their shared state: the state file or Redis)")
     bsub = budget.add_subparsers(dest="budget_command", required=True)
     status = bsub.add_parser("status", help="every budget and group: window, used, limit, forecast, fired thresholds")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -30,6 +31,8 @@ def add_parsers(sub: Any) -> None:
     reset.add_argument("name", help="the budget's name")
     for p in (status, reset):
         p.add_argument("--state", default=None, metavar="FILE", help="budget state file (default: from config)")
+        p.add_argument("--store", default=None, metavar="URL",
+                       help="Redis budget store, redis://host:6379/0 (default: budget_store from config)")  # fmt: skip
         p.add_argument("--config", default=None, metavar="FILE", help="llm-otel YAML config (default: LLM_OTEL_CONFIG)")
     status.set_defaults(func=cmd_status)
     reset.set_defaults(func=cmd_reset)
@@ -58,6 +61,32 @@ def _state_path(args: argparse.Namespace, settings: Any) -> Path:
     return default_path() if state is True else Path(str(state)).expanduser()
 
 
+def _open_store(args: argparse.Namespace, settings: Any, readonly: bool) -> tuple[Any, str]:
+    """The store to read or reset, and how to name it: ``--store``, ``--state``, then the configuration."""
+    url = args.store or (None if args.state else settings.budget_store)
+    if url:
+        return _open_redis(url)
+    path = _state_path(args, settings)
+    return _open(path, readonly), str(path)
+
+
+def _open_redis(url: str) -> tuple[Any, str]:
+    from ..budget.redis_store import RedisStore
+    from ..budget.store import StoreUnavailable
+    from ..budget.storeurl import StoreUrlError, check
+
+    try:
+        check(url)
+        store = RedisStore(url, warn=False)
+    except StoreUrlError as exc:
+        raise BudgetCliError(f"budget_store: {exc}") from None
+    try:
+        store.open()
+    except StoreUnavailable as exc:
+        raise BudgetCliError(str(exc)) from None
+    return store, store.shown
+
+
 def _open(path: Path, readonly: bool) -> Any:
     from ..budget.store import SqliteStore, classify
 
@@ -83,22 +112,22 @@ def _budgets(settings: Any, store: Any) -> dict[str, Budget]:
         except ConfigError:
             continue  # written by another llm-otel version; the configuration may still define it
     out.update({b.name: b for b in settings.budgets})
+    if hasattr(store, "know"):
+        store.know(out.values())  # Redis: key names and windows come from the budget
     return dict(sorted(out.items()))
 
 
 # --- status ------------------------------------------------------------------------------------------------
 def status(store: Any, budgets: dict[str, Budget], now: float) -> list[dict[str, Any]]:
     """One entry per (budget, group) in the current window."""
+    windows = {b.name: (calendar_window(b.period, b.tz, now) if b.rolling_s is None else (now - b.rolling_s, now))
+               for b in budgets.values()}  # fmt: skip
+    store.prefetch([(b.name, b.live_after(now), windows[b.name][0]) for b in budgets.values()])
     marks = store.marks()
     out = []
     for b in budgets.values():
-        if b.rolling_s is None:
-            start, end = calendar_window(b.period, b.tz, now)
-            arm = start
-        else:
-            start, end = now - b.rolling_s, now
-            arm = start
-        rows, fired = store.scan(b.name, b.live_after(now), arm)
+        start, end = windows[b.name]
+        rows, fired = store.scan(b.name, b.live_after(now), start)
         groups: dict[str, list[float]] = {}
         for group, _bucket, used, calls, unpriced in rows:
             g = groups.setdefault(group, [0.0, 0, 0])
@@ -168,13 +197,17 @@ def render_status(entries: list[dict[str, Any]]) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from ..budget.store import StoreUnavailable
+
     settings = _settings(args.config)
-    store = _open(_state_path(args, settings), readonly=True)
+    store, where = _open_store(args, settings, readonly=True)
     try:
         budgets = _budgets(settings, store)
         if not budgets:
-            raise BudgetCliError(f"no budgets are defined in the configuration or in {store.path}")
+            raise BudgetCliError(f"no budgets are defined in the configuration or in {where}")
         entries = status(store, budgets, time.time())
+    except StoreUnavailable as exc:
+        raise BudgetCliError(str(exc)) from None
     finally:
         store.close()
     print(json.dumps(entries, indent=2) if args.json else render_status(entries))
@@ -183,8 +216,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 # --- reset -------------------------------------------------------------------------------------------------
 def cmd_reset(args: argparse.Namespace) -> int:
+    from ..budget.store import StoreUnavailable
+
     settings = _settings(args.config)
-    store = _open(_state_path(args, settings), readonly=False)
+    store, where = _open_store(args, settings, readonly=False)
     try:
         budgets = _budgets(settings, store)
         budget = budgets.get(args.name)
@@ -194,8 +229,10 @@ def cmd_reset(args: argparse.Namespace) -> int:
         now = time.time()
         try:
             store.reset(budget.name, now, budget.model_dump(mode="json"))
-        except sqlite3.Error as exc:
-            raise BudgetCliError(f"cannot reset budget {budget.name!r} in {store.path}: {exc}") from None
+        except (sqlite3.Error, StoreUnavailable) as exc:
+            raise BudgetCliError(f"cannot reset budget {budget.name!r} in {where}: {exc}") from None
+    except StoreUnavailable as exc:
+        raise BudgetCliError(str(exc)) from None
     finally:
         store.close()
     print(f"budget {budget.name!r} reset at {_iso(now, budget)}: usage and fired thresholds start over "
