@@ -95,8 +95,10 @@ def parse(url: str) -> StoreUrl:
 
 
 def _join(scheme: str, netloc: str, path: str, query: str) -> str:
-    """Like ``urlunsplit``, but keeps ``//`` with an empty host (``unix:///path``), as redis-py requires."""
-    return f"{scheme}://{netloc}{path}" + (f"?{query}" if query else "")
+    """Like ``urlunsplit``, but keeps ``//`` with an empty host (``unix:///path``), as redis-py requires (and
+    adds no ``://`` to a value that had no scheme)."""
+    head = f"{scheme}://{netloc}" if scheme else netloc
+    return head + path + (f"?{query}" if query else "")
 
 
 def _seconds(raw: str | None, default: float, name: str, shown: str, least: float) -> float:
