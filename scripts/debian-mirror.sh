@@ -2,6 +2,8 @@
 # system's own apt sources use (one-line and deb822 formats), without changing them.
 #
 #   find_mirror   prints the mirror URI (e.g. <uri>/debian); non-zero when there is none
+#   private_apt   sets up a private apt configuration under $APTDIR for $MIRROR $SUITE signed by $KEYRING,
+#                 downloading into $ARCHIVES, and sets APT_OPTS (the options every apt-get / apt-cache needs)
 
 # Prints "URI SUITE" for every deb entry of the system's apt sources (one-line and deb822).
 list_system_sources() {
@@ -63,4 +65,35 @@ find_mirror() {
         return 0
     done < <(list_system_sources)
     return 1
+}
+
+private_apt() {
+    mkdir -p "$APTDIR/etc/sources.list.d" "$APTDIR/etc/preferences.d" "$APTDIR/lists/partial" "$ARCHIVES/partial"
+    [ -f "$APTDIR/status" ] || : >"$APTDIR/status"
+    printf 'deb [signed-by=%s] %s %s main\n' "$KEYRING" "$MIRROR" "$SUITE" >"$APTDIR/etc/sources.list"
+    local sandbox_user
+    if [ "$(id -u)" = 0 ]; then sandbox_user=root; else sandbox_user=$(id -un); fi
+    APT_OPTS=(
+        -o "Dir::Etc::SourceList=$APTDIR/etc/sources.list"
+        -o "Dir::Etc::SourceParts=$APTDIR/etc/sources.list.d"
+        -o "Dir::Etc::Preferences=$APTDIR/etc/preferences"
+        -o "Dir::Etc::PreferencesParts=$APTDIR/etc/preferences.d"
+        -o "Dir::State::Lists=$APTDIR/lists"
+        -o "Dir::State::status=$APTDIR/status"
+        -o "Dir::State::extended_states=$APTDIR/extended_states"
+        -o "Dir::Cache=$APTDIR/cache"
+        -o "Dir::Cache::archives=$ARCHIVES"
+        -o "Dir::Cache::pkgcache=pkgcache.bin"
+        -o "Dir::Cache::srcpkgcache=srcpkgcache.bin"
+        -o "APT::Sandbox::User=$sandbox_user"
+        -o "Acquire::Languages=none"
+        -o "Acquire::GzipIndexes=true"
+        -o "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false"
+        -o "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false"
+        -o "Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false"
+        -o "Acquire::IndexTargets::deb::CNF::DefaultEnabled=false"
+        -o "Acquire::http::Timeout=20"
+        -o "Acquire::https::Timeout=20"
+        -o "Acquire::Retries=2"
+    )
 }

@@ -109,35 +109,7 @@ fi
 [ -r "$KEYRING" ] || die "keyring $KEYRING not readable (install debian-archive-keyring or set OBS_KEYRING)"
 
 # ---- private apt configuration ---------------------------------------------------------
-mkdir -p "$APTDIR/etc/sources.list.d" "$APTDIR/etc/preferences.d" \
-    "$APTDIR/lists/partial" "$ARCHIVES/partial"
-[ -f "$APTDIR/status" ] || : >"$APTDIR/status"
-printf 'deb [signed-by=%s] %s %s main\n' "$KEYRING" "$MIRROR" "$SUITE" >"$APTDIR/etc/sources.list"
-
-if [ "$(id -u)" = 0 ]; then SANDBOX_USER=root; else SANDBOX_USER=$(id -un); fi
-APT_OPTS=(
-    -o "Dir::Etc::SourceList=$APTDIR/etc/sources.list"
-    -o "Dir::Etc::SourceParts=$APTDIR/etc/sources.list.d"
-    -o "Dir::Etc::Preferences=$APTDIR/etc/preferences"
-    -o "Dir::Etc::PreferencesParts=$APTDIR/etc/preferences.d"
-    -o "Dir::State::Lists=$APTDIR/lists"
-    -o "Dir::State::status=$APTDIR/status"
-    -o "Dir::State::extended_states=$APTDIR/extended_states"
-    -o "Dir::Cache=$APTDIR/cache"
-    -o "Dir::Cache::archives=$ARCHIVES"
-    -o "Dir::Cache::pkgcache=pkgcache.bin"
-    -o "Dir::Cache::srcpkgcache=srcpkgcache.bin"
-    -o "APT::Sandbox::User=$SANDBOX_USER"
-    -o "Acquire::Languages=none"
-    -o "Acquire::GzipIndexes=true"
-    -o "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false"
-    -o "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false"
-    -o "Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false"
-    -o "Acquire::IndexTargets::deb::CNF::DefaultEnabled=false"
-    -o "Acquire::http::Timeout=20"
-    -o "Acquire::https::Timeout=20"
-    -o "Acquire::Retries=2"
-)
+private_apt  # scripts/debian-mirror.sh: APT_OPTS
 
 use_stale_tree_or_die() {
     if [ "${OBS_FORCE:-0}" != 1 ] && tree_complete; then
