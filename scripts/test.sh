@@ -2,7 +2,8 @@
 # Install everything the test suite needs and run all of it: lint, unit and SDK tests, end-to-end tests
 # against real Prometheus/Alertmanager/vmagent (fetched from Debian by scripts/fetch-backends.sh), the Redis
 # budget-store tests against a real redis-server (scripts/fetch-redis.sh), and the
-# OpenAI tests again under openai 2.x (the major that LiteLLM users get).
+# OpenAI tests again under openai 2.x (the major that LiteLLM users get), and the browser tests of
+# `llm-otel ui` in Debian's headless Chromium (scripts/fetch-chromium.sh), with screenshots in test-artifacts/ui/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -29,6 +30,13 @@ if exports=$(bash scripts/fetch-redis.sh); then
     eval "$exports"
 else
     echo "warning: redis-server could not be fetched; the Redis budget tests will say why" >&2
+fi
+
+echo "== fetching chromium (browser tests of llm-otel ui)" >&2
+if exports=$(bash scripts/fetch-chromium.sh); then
+    eval "$exports"
+else
+    echo "warning: chromium could not be fetched; the browser tests will say why" >&2
 fi
 
 echo "== test suite (openai 3.x)" >&2

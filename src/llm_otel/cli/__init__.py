@@ -183,7 +183,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(json.dumps({"schema": 1, "ledger": str(ledger_file), "calls": made,
                           "errors": progress.errors, "seconds": round(time.monotonic() - start, 3),
                           "models": summary, "alerts": alerts, "provider_reported": provider,
-                          "recorded": recorded, "match": match}, indent=2))  # fmt: skip
+                          "recorded": recorded, "match": match,
+                          "budget_state": str(workdir / "budget-state.db")}, indent=2))  # fmt: skip
         return 0 if match else 1
     print()
     print(render_demo_tables(summary))
@@ -191,14 +192,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"\ntokens reported by the provider: {provider['input']} in / {provider['output']} out")
     print(f"tokens recorded by llm-otel:     {recorded['input']} in / {recorded['output']} out ({verdict})")
     print(f"{made} calls in {time.monotonic() - start:.1f} s; {len(alerts)} budget alerts")
+    state = workdir / "budget-state.db"
     print(f"next: llm-otel report --ledger {ledger_file}")
+    print(f"next: llm-otel ui --ledger {ledger_file} --state {state} --open  (all of it in your browser)")
     return 0 if match else 1
 
 
 # --- report --------------------------------------------------------------------------------------------------
-def cmd_report(args: argparse.Namespace) -> int:
+def ledger_path(args: argparse.Namespace) -> Path:
+    """``--ledger``, else the configured ledger (``--config`` / ``LLM_OTEL_CONFIG`` / ``LLM_OTEL_LEDGER``)."""
     from ..config import load_settings
     from ..sinks.ledger import default_path
+    from .report import ReportError
+
+    if args.ledger:
+        return Path(args.ledger).expanduser()
+    setting = load_settings(config_file=args.config).ledger
+    if setting is False:
+        raise ReportError("the ledger is off (LLM_OTEL_LEDGER); pass --ledger FILE")
+    return (default_path() if setting is True else Path(str(setting))).expanduser()
+
+
+def cmd_report(args: argparse.Namespace) -> int:
     from . import report
 
     try:
@@ -209,18 +224,25 @@ def cmd_report(args: argparse.Namespace) -> int:
             since = (until or datetime.now(UTC)) - report.parse_last(args.last)
         else:
             since = report.parse_when(args.since) if args.since else None
-        if args.ledger:
-            ledger_file = Path(args.ledger)
-        else:
-            setting = load_settings().ledger
-            if setting is False:
-                raise report.ReportError("the ledger is off (LLM_OTEL_LEDGER); pass --ledger FILE")
-            ledger_file = default_path() if setting is True else Path(str(setting))
+        ledger_file = ledger_path(args)
         group_by = [k.strip() for k in args.by.split(",") if k.strip()]
-        data = report.build(ledger_file.expanduser(), since, until, group_by)
+        filters = report.parse_filters(args.filter)
+        if args.format == "html" and not args.output:
+            raise report.ReportError("--format html writes a file: add -o report.html")
+        data = report.build(ledger_file, since, until, group_by, filters=filters,
+                            stack_by=args.stack_by)  # fmt: skip
     except report.ReportError as exc:
         raise CliError(str(exc)) from None
-    if args.format == "json":
+    if args.format in ("json", "html"):
+        from .budget import snapshot
+
+        data["budgets"] = snapshot(args)
+    if args.format == "html":
+        from ..ui.page import render_report
+
+        Path(args.output).write_text(render_report(data), encoding="utf-8")
+        print(f"wrote {args.output} (open it in a browser; it needs no network)")
+    elif args.format == "json":
         print(json.dumps(data, indent=2))
     elif args.format == "csv":
         sys.stdout.write(report.render_csv(data))
@@ -315,7 +337,20 @@ def _budget_store_line(settings: Any) -> tuple[str, bool]:
     return f"sqlite: {path} ({'created on first use' if creatable else 'CANNOT BE CREATED'})", creatable
 
 
+# --- ui ------------------------------------------------------------------------------------------------------
+def cmd_ui(args: argparse.Namespace) -> int:
+    from .ui import serve
+
+    return serve(args)
+
+
 # --- parser --------------------------------------------------------------------------------------------------
+def _budget_source_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state", default=None, metavar="FILE", help="budget state file (default: from config)")
+    p.add_argument("--store", default=None, metavar="URL", help="Redis budget store (default: from config)")
+    p.add_argument("--config", default=None, metavar="FILE", help="llm-otel YAML config (default: LLM_OTEL_CONFIG)")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # one line, not usage + traceback
         self.exit(2, f"llm-otel: error: {message} (see {self.prog} --help)\n")
@@ -366,8 +401,24 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--by", default="provider,model",
                      help="comma-separated: provider, model, operation, service, job, task, agent, tenant, "
                           "or any context key")  # fmt: skip
-    rep.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    rep.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE[,VALUE]",
+                     help="only calls with this provider, model, service, operation or context key value "
+                          "(repeatable)")  # fmt: skip
+    rep.add_argument("--stack-by", default="model", metavar="KEY", help="series over time stacked by (default model)")
+    rep.add_argument("--format", choices=("table", "json", "csv", "html"), default="table")
+    rep.add_argument("-o", "--output", default=None, metavar="FILE", help="with --format html: the file to write")
+    _budget_source_options(rep)
     rep.set_defaults(func=cmd_report)
+
+    ui = sub.add_parser("ui", help="spend, speed, rate limits and budgets in a browser (local, read-only)")
+    ui.add_argument("--ledger", default=None, help="ledger file (default: the configured one)")
+    ui.add_argument("--port", type=int, default=8788, help="port on 127.0.0.1 (default 8788; 0 picks a free one)")
+    ui.add_argument("--open", action="store_true", help="open the page in a browser")
+    ui.add_argument("--trace-url", default=None, metavar="URL",
+                    help="link trace ids to this trace UI, with {trace_id} in it "
+                         "(e.g. http://127.0.0.1:3000/explore?...{trace_id}); default LLM_OTEL_TRACE_URL")  # fmt: skip
+    _budget_source_options(ui)
+    ui.set_defaults(func=cmd_ui)
 
     run = sub.add_parser("run", help="run a program instrumented, no code changes: llm-otel run -- python app.py")
     run.add_argument("--config", default=None, metavar="FILE", help="llm-otel YAML config (budgets, settings)")

@@ -259,3 +259,27 @@ def cmd_rules(args: argparse.Namespace) -> int:
     tests_path.write_text(prometheus.render_tests(settings, prometheus.RULES_FILE))
     print(f"wrote {rules_path}\nwrote {tests_path}  (check with: promtool test rules {tests_path})")
     return 0
+
+
+# --- for reports and the UI --------------------------------------------------------------------------------
+def snapshot(args: argparse.Namespace) -> dict[str, Any]:
+    """The budgets' current state for a report or the UI: ``{"source", "entries"}``, or ``{"source", "note"}``
+    saying in one line why there are none. Never raises for a missing, unreadable or unreachable store."""
+    from ..budget.store import StoreUnavailable
+    from ..config import ConfigError
+
+    try:
+        settings = _settings(getattr(args, "config", None))
+        store, where = _open_store(args, settings, readonly=True)
+    except (BudgetCliError, ConfigError) as exc:
+        return {"source": None, "entries": [], "note": str(exc)}
+    try:
+        budgets = _budgets(settings, store)
+        if not budgets:
+            note = f"no budgets are defined in the configuration or in {where}"
+            return {"source": where, "entries": [], "note": note}
+        return {"source": where, "entries": status(store, budgets, time.time()), "note": None}
+    except (StoreUnavailable, sqlite3.Error) as exc:
+        return {"source": where, "entries": [], "note": f"cannot read budget state {where}: {exc}"}
+    finally:
+        store.close()

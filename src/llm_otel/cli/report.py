@@ -5,25 +5,18 @@ The JSON shape (``llm-otel report --format json``) is stable; see docs/cli.md.
 
 from __future__ import annotations
 
-import calendar
 import csv
 import io
-import json
 import re
-import sqlite3
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ..sinks.ledger import COLUMNS, KNOWN_CONTEXT_COLUMNS
 from .tables import count, group_name, money, table
 
 TOKEN_KINDS = ("input", "output", "cache_read", "cache_write", "reasoning")
-# Grouping keys that are ledger columns; any other key is read from the row's JSON attributes.
-GROUP_COLUMNS = frozenset({"provider", "operation", "service", *KNOWN_CONTEXT_COLUMNS})
 _DURATION = re.compile(r"^(\d+)([hdwm])$")
-SCHEMA_VERSION = 1
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
 
 class ReportError(ValueError):
@@ -55,107 +48,45 @@ def parse_last(text: str) -> timedelta:
     return timedelta(hours=n) if unit == "h" else timedelta(days=n * {"d": 1, "w": 7, "m": 30}[unit])
 
 
-@dataclass
-class Totals:
-    calls: int = 0
-    errors: int = 0
-    tokens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TOKEN_KINDS, 0))
-    cost_usd: float = 0.0
-    unpriced_calls: int = 0
-    throttle_wait_s: float = 0.0
-    retries: int = 0
-
-    def add(self, row: sqlite3.Row) -> None:
-        self.calls += 1
-        self.errors += 1 if row["error_type"] else 0
-        for kind in TOKEN_KINDS:
-            self.tokens[kind] += row[f"{kind}_tokens"] or 0
-        if row["cost_usd"] is not None:
-            self.cost_usd += row["cost_usd"]
-        elif row["usage_complete"]:
-            self.unpriced_calls += 1
-        self.throttle_wait_s += row["throttle_wait_s"] or 0.0
-        self.retries += row["retries"] or 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"calls": self.calls, "errors": self.errors, "tokens": dict(self.tokens),
-                "cost_usd": round(self.cost_usd, 10), "unpriced_calls": self.unpriced_calls,
-                "throttle_wait_s": round(self.throttle_wait_s, 6), "retries": self.retries}  # fmt: skip
-
-
-def _group_value(row: sqlite3.Row, key: str) -> str:
-    if key == "model":
-        return row["response_model"] or row["request_model"] or ""
-    if key in GROUP_COLUMNS:
-        return row[key] or ""
-    return str(json.loads(row["attributes"] or "{}").get(key, ""))
+def parse_filters(items: list[str]) -> dict[str, frozenset[str]]:
+    """``--filter key=value[,value...]`` options (repeatable; values of one key are alternatives)."""
+    out: dict[str, set[str]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        key = key.strip()
+        if not sep or not _KEY.fullmatch(key):
+            raise ReportError(f"--filter {item!r}: expected KEY=VALUE[,VALUE...], e.g. provider=openai or tenant=acme")
+        out.setdefault(key, set()).update(v.strip() for v in values.split(","))
+    return {k: frozenset(v) for k, v in out.items()}
 
 
 def build(
-    ledger: Path, since: datetime | None, until: datetime | None, group_by: list[str], now: datetime | None = None
+    ledger: Path,
+    since: datetime | None,
+    until: datetime | None,
+    group_by: list[str],
+    now: datetime | None = None,
+    filters: dict[str, frozenset[str]] | None = None,
+    stack_by: str = "model",
 ) -> dict[str, Any]:
-    """The report as a JSON-ready dict."""
-    if not ledger.exists():
-        raise ReportError(f"no ledger at {ledger} (run something instrumented first, or pass --ledger)")
-    for key in group_by:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise ReportError(f"cannot group by {key!r}: use provider, model, operation, service or a context key")
-    now = now or datetime.now(UTC)
-    try:
-        conn = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
-        conn.row_factory = sqlite3.Row
-        missing = set(COLUMNS) - {r[1] for r in conn.execute("PRAGMA table_info(calls)")}
-        if missing:
-            raise ReportError(f"{ledger} is not an llm-otel ledger (missing columns: {', '.join(sorted(missing))})")
-        where, params = [], []
-        if since:
-            where.append("ts >= ?")
-            params.append(since.timestamp())
-        if until:
-            where.append("ts < ?")
-            params.append(until.timestamp())
-        sql = "SELECT * FROM calls" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY ts"
-        rows = conn.execute(sql, params).fetchall()
-        month_start = datetime(now.year, now.month, 1, tzinfo=UTC)
-        month_cost = conn.execute(
-            "SELECT COALESCE(SUM(cost_usd), 0) FROM calls WHERE ts >= ? AND ts < ?",
-            (month_start.timestamp(), now.timestamp()),
-        ).fetchone()[0]
-        conn.close()
-    except sqlite3.DatabaseError as exc:
-        raise ReportError(f"cannot read ledger {ledger}: {exc}") from None
+    """The report as a JSON-ready dict: the ``views`` of the ledger for this range and these filters."""
+    from ..views import LedgerSource, LedgerUnavailable, Query
+    from ..views import build as build_views
 
-    groups: dict[tuple[str, ...], Totals] = {}
-    daily: dict[str, Totals] = {}
-    total = Totals()
-    for row in rows:
-        key = tuple(_group_value(row, k) for k in group_by)
-        groups.setdefault(key, Totals()).add(row)
-        day = datetime.fromtimestamp(row["ts"], UTC).date().isoformat()
-        daily.setdefault(day, Totals()).add(row)
-        total.add(row)
-    days_in_month = calendar.monthrange(now.year, now.month)[1]
-    elapsed_days = (now - month_start).total_seconds() / 86400
-    projected = month_cost / elapsed_days * days_in_month if elapsed_days > 0 else 0.0
-    return {
-        "schema": SCHEMA_VERSION,
-        "ledger": str(ledger),
-        "since": since.isoformat() if since else None,
-        "until": until.isoformat() if until else None,
-        "group_by": group_by,
-        "groups": [
-            {"key": dict(zip(group_by, key, strict=True)), **t.as_dict()}
-            for key, t in sorted(groups.items(), key=lambda kv: -kv[1].cost_usd)
-        ],
-        "daily": [{"date": d, **t.as_dict()} for d, t in sorted(daily.items())],
-        "totals": total.as_dict(),
-        "forecast": {
-            "month": month_start.strftime("%Y-%m"),
-            "month_to_date_usd": round(month_cost, 10),
-            "projected_month_usd": round(projected, 10),
-            "method": "month-to-date cost / elapsed days x days in month (UTC)",
-        },
-    }
+    for key in [*group_by, stack_by]:
+        if not _KEY.fullmatch(key):
+            raise ReportError(f"cannot group by {key!r}: use provider, model, operation, service or a context key")
+    now_ts = (now or datetime.now(UTC)).timestamp()
+    current = datetime.fromtimestamp(now_ts, UTC)
+    month_start = datetime(current.year, current.month, 1, tzinfo=UTC).timestamp()
+    source = LedgerSource(ledger)
+    query = Query(since=since.timestamp() if since else None, until=until.timestamp() if until else None,
+                  filters=filters or {}, group_by=tuple(group_by), stack_by=stack_by, now=now_ts)  # fmt: skip
+    try:
+        source.refresh(since=min(query.since, month_start) if query.since is not None else None)
+        return build_views(source, query)
+    except LedgerUnavailable as exc:
+        raise ReportError(str(exc)) from None
 
 
 def render_table(report: dict[str, Any]) -> str:
