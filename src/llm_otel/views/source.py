@@ -8,6 +8,7 @@ ledger's time index, so every figure is exact for any range. Decision and figure
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -15,16 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from ..sinks.ledger import COLUMNS
-from .cells import R_ATTRS, R_ID, R_MODEL, R_OPERATION, R_PROVIDER, R_SERVICE, R_TS, Cell, Dims
+from .cells import R_ATTRS, R_ID, R_MODEL, R_OPERATION, R_PROVIDER, R_SERVICE, R_TS, ROW_COLUMNS, Cell, Dims
 
 HOUR = 3600
 DAY = 86400
-ROW_SQL = (
-    "SELECT id, ts, provider, operation, COALESCE(response_model, request_model, ''), COALESCE(service, ''), "
-    "attributes, error_type, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, "
-    "usage_complete, cost_usd, duration_s, ttfc_s, tokens_per_second, burst_tokens_per_second, throttle_wait_s, "
-    "retry_wait_s, retries FROM calls"
-)
+ROW_SQL = f"SELECT {', '.join(ROW_COLUMNS)} FROM calls"
 CALL_SQL = (
     "SELECT id, ts, provider, operation, COALESCE(response_model, request_model, '') AS model, service, attributes, "
     "input_tokens, output_tokens, cache_read_tokens, cost_usd, duration_s, ttfc_s, throttle_wait_s, retry_wait_s, "
@@ -60,6 +56,7 @@ class LedgerSource:
         try:
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=2.0, check_same_thread=False)
             present = {r[1] for r in conn.execute("PRAGMA table_info(calls)")}
+            _ensure_ln(conn)
         except sqlite3.DatabaseError as exc:
             raise LedgerUnavailable(f"cannot read ledger {self.path}: {_why(exc)}") from None
         missing = set(COLUMNS) - present
@@ -93,7 +90,7 @@ class LedgerSource:
         yield from _fetch(conn.execute(ROW_SQL + " WHERE ts >= ? AND ts < ?", (lo, hi)))
 
     def dims_id(self, row: tuple[Any, ...]) -> int:
-        key = (row[R_PROVIDER], row[R_OPERATION], row[R_MODEL], row[R_SERVICE], row[R_ATTRS] or "{}")
+        key = (row[R_PROVIDER], row[R_OPERATION], row[R_MODEL], row[R_SERVICE], row[R_ATTRS])
         idx = self._dims_ids.get(key)
         if idx is None:
             try:
@@ -138,6 +135,14 @@ class LedgerSource:
             self.last_id = max(self.last_id, batch[-1][R_ID])
         self.rows += added
         return added
+
+
+def _ensure_ln(conn: sqlite3.Connection) -> None:
+    """SQLite's ``ln`` (built in where SQLite has its math functions; Python's otherwise)."""
+    try:
+        conn.execute("SELECT ln(2.0)").fetchone()
+    except sqlite3.OperationalError:
+        conn.create_function("ln", 1, math.log, deterministic=True)
 
 
 def _fetch(cursor: sqlite3.Cursor) -> Iterator[tuple[Any, ...]]:
