@@ -316,3 +316,24 @@ def test_a_month_of_history(browser: Any, tmp_path: Path, span: str) -> None:
         assert {d["label"]: d["data"] for d in charts["cost"]["datasets"]} == report["series"]["cost_usd"]
         assert tab.errors == []
         tab.close()
+
+
+def test_the_page_follows_a_growing_ledger(browser: Any, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.sqlite3"
+    fill(ledger, 300, days=0.5)
+    with ui_server("--ledger", str(ledger), "--state", str(tmp_path / "none.sqlite3")) as (url, _proc):
+        tab = Page(browser, viewport={"width": 1280, "height": 800})
+        page = tab.page
+        page.goto(url)
+        renders = wait_render(page)
+        calls = page.locator("[data-key='totals.calls']").first
+        assert calls.get_attribute("data-value") == "300"
+        fill(ledger, 45, days=0.01, seed=2)  # as an instrumented app would, while the page is open
+        wait_render(page, renders, timeout=30)
+        deadline = 30
+        while calls.get_attribute("data-value") != "345" and deadline > 0:
+            page.wait_for_timeout(500)
+            deadline -= 0.5
+        assert calls.get_attribute("data-value") == "345"
+        assert tab.errors == []
+        tab.close()
