@@ -31,41 +31,18 @@
 # script exits non-zero.
 set -euo pipefail
 
-log() { printf '[fetch-backends] %s\n' "$*" >&2; }
-die() {
-    printf '[fetch-backends] ERROR: %s\n' "$*" >&2
-    exit 1
-}
-
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/debian-mirror.sh
+source "$REPO_ROOT/scripts/debian-mirror.sh"  # log, die and the steps below
+LOG_TAG=fetch-backends
 CACHE_DIR=${1:-$REPO_ROOT/.cache/obs}
 SUITE=${OBS_SUITE:-trixie}
-KEYRING=${OBS_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
 PACKAGES=(prometheus promtool prometheus-alertmanager victoria-metrics)
 # name in bin/  ->  binary name inside the unpacked packages
 BIN_NAMES=(prometheus promtool amtool alertmanager vmagent)
-INDEX_MAX_AGE_MIN=1440
 
-for tool in apt-get apt-cache dpkg-deb flock; do
-    command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found: this script needs a Debian-based system"
-done
-
-mkdir -p "$CACHE_DIR"
-CACHE_DIR=$(cd "$CACHE_DIR" && pwd)
-APTDIR=$CACHE_DIR/apt
-ROOT=$CACHE_DIR/root
-BIN=$CACHE_DIR/bin
-ARCHIVES=$APTDIR/cache/archives
-STAMP=$CACHE_DIR/.index-stamp
-MANIFEST=$ROOT/.obs-versions
-
-# One run at a time per cache dir (e.g. several pytest workers). A cache that this user
-# cannot write to (made by another user) can still be used read-only by the fast path.
-if { exec 9>>"$CACHE_DIR/.lock"; } 2>/dev/null; then
-    flock -w 900 9 || die "timed out waiting for the lock on $CACHE_DIR/.lock"
-else
-    log "warning: cannot create $CACHE_DIR/.lock; running without a lock"
-fi
+need_tools apt-get apt-cache dpkg-deb flock
+open_cache .obs-versions
 
 print_exports() {
     printf 'export %s=%q\n' \
@@ -86,66 +63,13 @@ tree_complete() {
     [ -x "$ROOT/usr/bin/prometheus-alertmanager" ] || return 1
 }
 
-index_fresh() {
-    [ -f "$STAMP" ] && [ -n "$(find "$STAMP" -mmin -"$INDEX_MAX_AGE_MIN" 2>/dev/null)" ]
-}
-
-# ---- fast path -------------------------------------------------------------------------
-if [ "${OBS_FORCE:-0}" != 1 ] && tree_complete && index_fresh; then
-    log "up to date in $CACHE_DIR (index < 24 h old); no apt calls"
-    print_exports
-    exit 0
-fi
-
-# ---- find the Debian mirror ------------------------------------------------------------
-# shellcheck source=scripts/debian-mirror.sh
-source "$REPO_ROOT/scripts/debian-mirror.sh"
-
-if [ -n "${OBS_MIRROR:-}" ]; then
-    MIRROR=${OBS_MIRROR%/}
-else
-    MIRROR=$(find_mirror) || die "no Debian mirror found in the system's apt sources; set OBS_MIRROR=<uri>/debian"
-fi
-[ -r "$KEYRING" ] || die "keyring $KEYRING not readable (install debian-archive-keyring or set OBS_KEYRING)"
-
-# ---- private apt configuration ---------------------------------------------------------
-private_apt  # scripts/debian-mirror.sh: APT_OPTS
-
-use_stale_tree_or_die() {
-    if [ "${OBS_FORCE:-0}" != 1 ] && tree_complete; then
-        log "WARNING: $1"
-        log "WARNING: using the existing (possibly outdated) tree in $CACHE_DIR"
-        print_exports
-        exit 0
-    fi
-    die "$1"
-}
-
-log "updating the $SUITE index from $MIRROR (private apt config in $APTDIR)"
-if ! timeout 600 apt-get "${APT_OPTS[@]}" -q --error-on=any update >&2; then
-    use_stale_tree_or_die "cannot reach the Debian mirror $MIRROR (apt-get update for $SUITE failed; set OBS_MIRROR to another mirror?)"
-fi
-
-declare -A WANT=()
-for pkg in "${PACKAGES[@]}"; do
-    ver=$(apt-cache "${APT_OPTS[@]}" policy "$pkg" 2>/dev/null | awk '$1 == "Candidate:" { print $2; exit }')
-    if [ -z "$ver" ] || [ "$ver" = "(none)" ]; then
-        use_stale_tree_or_die "package $pkg not found in $SUITE at $MIRROR"
-    fi
-    WANT[$pkg]=$ver
-done
+exit_if_fresh
+resolve_mirror
+private_apt
+apt_update "cannot reach the Debian mirror $MIRROR (apt-get update for $SUITE failed; set OBS_MIRROR to another mirror?)"
+want_candidates  # WANT: "PACKAGE VERSION" lines, which are also the manifest
 touch "$STAMP"
-
-want_manifest() {
-    local pkg
-    for pkg in "${PACKAGES[@]}"; do printf '%s %s\n' "$pkg" "${WANT[$pkg]}"; done
-}
-
-if tree_complete && [ "$(cat "$MANIFEST")" = "$(want_manifest)" ]; then
-    log "unpacked versions match the $SUITE candidates; nothing to do"
-    print_exports
-    exit 0
-fi
+exit_if_unchanged "$(printf '%s\n' "${WANT[@]}")"
 
 # ---- download --------------------------------------------------------------------------
 # Prints the cached .deb of PKG at VERSION, if any.
@@ -162,17 +86,16 @@ cached_deb() {
 }
 
 DEBS=()
-for pkg in "${PACKAGES[@]}"; do
-    ver=${WANT[$pkg]}
+for pv in "${WANT[@]}"; do
+    pkg=${pv%% *}
+    ver=${pv#* }
     if ! deb=$(cached_deb "$pkg" "$ver"); then
         # Drop other versions of this package, then download the candidate.
         for f in "$ARCHIVES/$pkg"_*.deb; do
             if [ -f "$f" ]; then rm -f -- "$f"; fi
         done
         log "downloading $pkg $ver"
-        if ! (cd "$ARCHIVES" && timeout 900 apt-get "${APT_OPTS[@]}" -q download "$pkg=$ver" >&2); then
-            use_stale_tree_or_die "apt-get download $pkg=$ver from $MIRROR failed"
-        fi
+        apt_download "apt-get download $pkg=$ver from $MIRROR failed" "$pkg=$ver"
         deb=$(cached_deb "$pkg" "$ver") || die "downloaded $pkg $ver but found no matching .deb in $ARCHIVES"
     else
         log "using cached $(basename "$deb")"
@@ -181,10 +104,7 @@ for pkg in "${PACKAGES[@]}"; do
 done
 
 # ---- unpack ----------------------------------------------------------------------------
-NEW_ROOT=$CACHE_DIR/root.new.$$
-trap 'rm -rf -- "$NEW_ROOT"' EXIT
-rm -rf -- "$NEW_ROOT"
-mkdir -p "$NEW_ROOT"
+start_new_root
 for deb in "${DEBS[@]}"; do
     log "unpacking $(basename "$deb")"
     dpkg-deb -x "$deb" "$NEW_ROOT"
@@ -193,10 +113,7 @@ if [ "${OBS_PRUNE:-1}" != 0 ]; then
     rm -rf -- "$NEW_ROOT/usr/share/doc" "$NEW_ROOT/usr/share/man" "$NEW_ROOT/usr/share/lintian"
     for unused in vmbackup vmrestore vmctl vmauth; do rm -f -- "$NEW_ROOT/usr/bin/$unused"; done
 fi
-want_manifest >"$NEW_ROOT/.obs-versions"
-rm -rf -- "$ROOT"
-mv -- "$NEW_ROOT" "$ROOT"
-trap - EXIT
+install_new_root "$(printf '%s\n' "${WANT[@]}")"
 
 # ---- bin/ ------------------------------------------------------------------------------
 find_binary() {
@@ -259,7 +176,4 @@ chmod 0755 "$BIN/alertmanager"
 for name in "${BIN_NAMES[@]}"; do
     [ -x "$BIN/$name" ] || die "$BIN/$name is missing or not executable"
 done
-# The binary package caches are rebuilt by apt when needed; they only take disk space.
-rm -f -- "$APTDIR/cache/pkgcache.bin" "$APTDIR/cache/srcpkgcache.bin"
-log "ready in $BIN: $(want_manifest | tr '\n' ' ')"
-print_exports
+finish "ready in $BIN: $(printf '%s ' "${WANT[@]}")"

@@ -48,42 +48,20 @@
 # mirror cannot be reached, an existing complete tree is still used (with a warning).
 set -euo pipefail
 
-log() { printf '[fetch-chromium] %s\n' "$*" >&2; }
-die() {
-    printf '[fetch-chromium] ERROR: %s\n' "$*" >&2
-    exit 1
-}
-
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/debian-mirror.sh
+source "$REPO_ROOT/scripts/debian-mirror.sh"  # log, die and the steps below
+LOG_TAG=fetch-chromium
 CACHE_DIR=${1:-$REPO_ROOT/.cache/chromium}
-host_suite() { (. /etc/os-release 2>/dev/null && printf '%s\n' "${VERSION_CODENAME:-}") || true; }
 SUITE=${CHROMIUM_SUITE:-$(host_suite)}
 SUITE=${SUITE:-bookworm}
-KEYRING=${OBS_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
 HOST_STATUS=${CHROMIUM_HOST_STATUS:-/var/lib/dpkg/status}
 PACKAGES=(chromium chromium-common)
 # Dependencies that headless chromium does not use; they are treated as installed (see above).
 STUB_PACKAGES=(x11-utils xdg-utils libgtk-3-0 dconf-gsettings-backend)
-INDEX_MAX_AGE_MIN=1440
 
-for tool in apt-get apt-cache dpkg-deb flock timeout; do
-    command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found: this script needs a Debian-based system"
-done
-
-mkdir -p "$CACHE_DIR"
-CACHE_DIR=$(cd "$CACHE_DIR" && pwd)
-APTDIR=$CACHE_DIR/apt
-ROOT=$CACHE_DIR/root
-BIN=$CACHE_DIR/bin
-ARCHIVES=$APTDIR/cache/archives
-STAMP=$CACHE_DIR/.index-stamp
-MANIFEST=$ROOT/.chromium-versions
-
-if { exec 9>>"$CACHE_DIR/.lock"; } 2>/dev/null; then
-    flock -w 900 9 || die "timed out waiting for the lock on $CACHE_DIR/.lock"
-else
-    log "warning: cannot create $CACHE_DIR/.lock; running without a lock"
-fi
+need_tools apt-get apt-cache dpkg-deb flock timeout
+open_cache .chromium-versions
 
 print_exports() { printf 'export %s=%q\n' CHROMIUM "$BIN/chromium"; }
 
@@ -97,22 +75,8 @@ tree_complete() {
         timeout 30 "$BIN/chromium" --version >/dev/null 2>&1
 }
 
-index_fresh() { [ -f "$STAMP" ] && [ -n "$(find "$STAMP" -mmin -"$INDEX_MAX_AGE_MIN" 2>/dev/null)" ]; }
-
-if [ "${OBS_FORCE:-0}" != 1 ] && tree_complete && index_fresh; then
-    log "up to date in $CACHE_DIR (index < 24 h old); no apt calls"
-    print_exports
-    exit 0
-fi
-
-# shellcheck source=scripts/debian-mirror.sh
-source "$REPO_ROOT/scripts/debian-mirror.sh"
-if [ -n "${OBS_MIRROR:-}" ]; then
-    MIRROR=${OBS_MIRROR%/}
-else
-    MIRROR=$(find_mirror) || die "no Debian mirror found in the system's apt sources; set OBS_MIRROR=<uri>/debian"
-fi
-[ -r "$KEYRING" ] || die "keyring $KEYRING not readable (install debian-archive-keyring or set OBS_KEYRING)"
+exit_if_fresh
+resolve_mirror
 [ -r "$HOST_STATUS" ] || die "dpkg status $HOST_STATUS not readable (set CHROMIUM_HOST_STATUS)"
 
 # Prints "URI SUITE" of the system's security source for $SUITE (bullseye and later name it
@@ -157,19 +121,8 @@ else
     rm -f -- "$APTDIR/etc/sources.list.d/security.list"
 fi
 
-use_stale_tree_or_die() {
-    if [ "${OBS_FORCE:-0}" != 1 ] && tree_complete; then
-        log "WARNING: $1; using the existing tree in $CACHE_DIR"
-        print_exports
-        exit 0
-    fi
-    die "$1"
-}
-
-log "updating the $SUITE${SECURITY_MIRROR:+ + $SECURITY_SUITE} index from $MIRROR${SECURITY_MIRROR:+ and $SECURITY_MIRROR} (private apt config in $APTDIR)"
-if ! timeout 600 apt-get "${APT_OPTS[@]}" -q --error-on=any update >&2; then
-    use_stale_tree_or_die "apt-get update failed for $SUITE${SECURITY_MIRROR:+ / $SECURITY_SUITE} (mirror unreachable or no such suite)"
-fi
+apt_update "apt-get update failed for $SUITE${SECURITY_MIRROR:+ / $SECURITY_SUITE} (mirror unreachable or no such suite)" \
+    "the $SUITE${SECURITY_MIRROR:+ + $SECURITY_SUITE} index from $MIRROR${SECURITY_MIRROR:+ and $SECURITY_MIRROR}"
 
 # The private status: the host's packages, plus stubs for the unused dependencies.
 {
@@ -188,8 +141,7 @@ resolved=$(timeout 300 apt-get "${APT_OPTS[@]}" -q -s --no-install-recommends in
 mapfile -t closure < <(printf '%s\n' "$resolved" | awk '$1 == "Inst" { match($0, /\([^ ]+/); print $2 "=" substr($0, RSTART + 1, RLENGTH - 1) }')
 for pkg in "${PACKAGES[@]}"; do  # already installed on the host: fetch them anyway
     if ! printf '%s\n' "${closure[@]}" | grep -q "^$pkg="; then
-        ver=$(apt-cache "${APT_OPTS[@]}" policy "$pkg" 2>/dev/null | awk '$1 == "Candidate:" { print $2; exit }')
-        [ -n "$ver" ] && [ "$ver" != "(none)" ] || use_stale_tree_or_die "package $pkg not found in $SUITE"
+        ver=$(candidate_version "$pkg") || use_stale_tree_or_die "package $pkg not found in $SUITE"
         closure+=("$pkg=$ver")
     fi
 done
@@ -207,21 +159,13 @@ mapfile -t want < <(printf '%s\n' "${want[@]}" | LC_ALL=C sort)
 chromium_ver=$(printf '%s\n' "${want[@]}" | sed -n 's/^chromium=//p')
 log "chromium candidate $chromium_ver; ${#want[@]} packages not on the host: $(printf '%s ' "${want[@]%%=*}")"
 touch "$STAMP"
-if tree_complete && [ "$(cat "$MANIFEST")" = "$(manifest_head; printf '%s\n' "${want[@]}")" ]; then
-    log "unpacked versions match the candidates; nothing to do"
-    print_exports
-    exit 0
-fi
+manifest=$(manifest_head; printf '%s\n' "${want[@]}")
+exit_if_unchanged "$manifest"
 
-NEW_ROOT=$CACHE_DIR/root.new.$$
-CHECK_DIR=
-cleanup() { rm -rf -- "$NEW_ROOT" ${CHECK_DIR:+"$CHECK_DIR"}; }
-trap cleanup EXIT
-rm -rf -- "$NEW_ROOT" "$ARCHIVES"/*.deb
-mkdir -p "$NEW_ROOT"
+rm -f -- "$ARCHIVES"/*.deb
+start_new_root
 log "downloading ${#want[@]} packages"
-(cd "$ARCHIVES" && timeout 900 apt-get "${APT_OPTS[@]}" -q download "${want[@]}" >&2) ||
-    use_stale_tree_or_die "apt-get download from $MIRROR${SECURITY_MIRROR:+ / $SECURITY_MIRROR} failed"
+apt_download "apt-get download from $MIRROR${SECURITY_MIRROR:+ / $SECURITY_MIRROR} failed" "${want[@]}"
 mib=$(du -cm "$ARCHIVES"/*.deb | awk 'END { print $1 }')
 log "unpacking $(find "$ARCHIVES" -maxdepth 1 -name '*.deb' | wc -l) packages ($mib MiB)"
 # shellcheck disable=SC2016 # $0 and $1 are sh -c's arguments
@@ -258,9 +202,7 @@ fi
 # shellcheck disable=SC2016 # $root is expanded by the wrapper at run time
 ld_dirs=$(cd "$NEW_ROOT" && find . \( -type f -o -type l \) -name 'lib*.so*' -printf '%h\n' |
     grep -v '^\./usr/lib/chromium' | LC_ALL=C sort -u | sed 's|^\./|$root/|' | paste -sd: -)
-printf '%s\n' "$(manifest_head)" "${want[@]}" >"$NEW_ROOT/.chromium-versions"
-rm -rf -- "$ROOT"
-mv -- "$NEW_ROOT" "$ROOT"
+install_new_root "$manifest"
 
 rm -rf -- "$BIN"
 mkdir -p "$BIN"
@@ -302,6 +244,7 @@ fi
 version=${version%"${version##*[![:space:]]}"}
 log "self-check: $version, headless screenshot of a data: URL"
 CHECK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/fetch-chromium-check.XXXXXX") || die "cannot create a temporary directory for the self-check"
+trap 'rm -rf -- "$CHECK_DIR"' EXIT
 png=$CHECK_DIR/check.png
 if ! timeout 120 "$BIN/chromium" --headless --no-sandbox --disable-gpu --disable-background-networking \
     --disable-component-update --disable-sync --no-first-run --user-data-dir="$CHECK_DIR/profile" \
@@ -312,6 +255,5 @@ if ! timeout 120 "$BIN/chromium" --headless --no-sandbox --disable-gpu --disable
     rm -f -- "$MANIFEST"  # so that the next run does not take the fast path
     die "self-check failed: chromium --headless --screenshot produced no PNG (log: $CACHE_DIR/self-check.log)"
 fi
-rm -f -- "$APTDIR/cache/pkgcache.bin" "$APTDIR/cache/srcpkgcache.bin" "$CACHE_DIR/self-check.log"
-log "ready: $BIN/chromium ($version; ${#want[@]} packages, $mib MiB downloaded)"
-print_exports
+rm -f -- "$CACHE_DIR/self-check.log"
+finish "ready: $BIN/chromium ($version; ${#want[@]} packages, $mib MiB downloaded)"

@@ -23,37 +23,17 @@
 #   OBS_FORCE=1   re-check the mirror even if the index is fresh
 set -euo pipefail
 
-log() { printf '[fetch-redis] %s\n' "$*" >&2; }
-die() {
-    printf '[fetch-redis] ERROR: %s\n' "$*" >&2
-    exit 1
-}
-
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/debian-mirror.sh
+source "$REPO_ROOT/scripts/debian-mirror.sh"  # log, die and the steps below
+LOG_TAG=fetch-redis
 CACHE_DIR=${1:-$REPO_ROOT/.cache/redis}
-host_suite() { (. /etc/os-release 2>/dev/null && printf '%s\n' "${VERSION_CODENAME:-}") || true; }
 SUITE=${REDIS_SUITE:-$(host_suite)}
 SUITE=${SUITE:-trixie}
-KEYRING=${OBS_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
 PACKAGES=(redis-server redis-tools libjemalloc2 liblzf1)
-INDEX_MAX_AGE_MIN=1440
 
-for tool in apt-get apt-cache dpkg-deb flock; do
-    command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found: this script needs a Debian-based system"
-done
-
-mkdir -p "$CACHE_DIR"
-CACHE_DIR=$(cd "$CACHE_DIR" && pwd)
-APTDIR=$CACHE_DIR/apt
-ROOT=$CACHE_DIR/root
-BIN=$CACHE_DIR/bin
-ARCHIVES=$APTDIR/cache/archives
-STAMP=$CACHE_DIR/.index-stamp
-MANIFEST=$ROOT/.redis-versions
-
-if { exec 9>>"$CACHE_DIR/.lock"; } 2>/dev/null; then
-    flock -w 900 9 || die "timed out waiting for the lock on $CACHE_DIR/.lock"
-fi
+need_tools apt-get apt-cache dpkg-deb flock
+open_cache .redis-versions
 
 print_exports() { printf 'export %s=%q\n' REDIS_SERVER "$BIN/redis-server"; }
 
@@ -62,68 +42,24 @@ tree_complete() {
         "$BIN/redis-server" --version >/dev/null 2>&1
 }
 
-index_fresh() { [ -f "$STAMP" ] && [ -n "$(find "$STAMP" -mmin -"$INDEX_MAX_AGE_MIN" 2>/dev/null)" ]; }
-
-if [ "${OBS_FORCE:-0}" != 1 ] && tree_complete && index_fresh; then
-    log "up to date in $CACHE_DIR (index < 24 h old); no apt calls"
-    print_exports
-    exit 0
-fi
-
-# shellcheck source=scripts/debian-mirror.sh
-source "$REPO_ROOT/scripts/debian-mirror.sh"
-if [ -n "${OBS_MIRROR:-}" ]; then
-    MIRROR=${OBS_MIRROR%/}
-else
-    MIRROR=$(find_mirror) || die "no Debian mirror found in the system's apt sources; set OBS_MIRROR=<uri>/debian"
-fi
-[ -r "$KEYRING" ] || die "keyring $KEYRING not readable (install debian-archive-keyring or set OBS_KEYRING)"
-
-private_apt  # scripts/debian-mirror.sh: APT_OPTS
-
-use_stale_tree_or_die() {
-    if [ "${OBS_FORCE:-0}" != 1 ] && tree_complete; then
-        log "WARNING: $1; using the existing tree in $CACHE_DIR"
-        print_exports
-        exit 0
-    fi
-    die "$1"
-}
-
-log "updating the $SUITE index from $MIRROR (private apt config in $APTDIR)"
-if ! timeout 600 apt-get "${APT_OPTS[@]}" -q --error-on=any update >&2; then
-    use_stale_tree_or_die "cannot reach the Debian mirror $MIRROR (apt-get update for $SUITE failed)"
-fi
-want=("suite $SUITE")
-for pkg in "${PACKAGES[@]}"; do
-    ver=$(apt-cache "${APT_OPTS[@]}" policy "$pkg" 2>/dev/null | awk '$1 == "Candidate:" { print $2; exit }')
-    if [ -z "$ver" ] || [ "$ver" = "(none)" ]; then
-        use_stale_tree_or_die "package $pkg not found in $SUITE at $MIRROR"
-    fi
-    want+=("$pkg $ver")
-done
+exit_if_fresh
+resolve_mirror
+private_apt
+apt_update "cannot reach the Debian mirror $MIRROR (apt-get update for $SUITE failed)"
+want_candidates
+want=("suite $SUITE" "${WANT[@]}")
 touch "$STAMP"
-if tree_complete && [ "$(cat "$MANIFEST")" = "$(printf '%s\n' "${want[@]}")" ]; then
-    log "unpacked versions match the $SUITE candidates; nothing to do"
-    print_exports
-    exit 0
-fi
+exit_if_unchanged "$(printf '%s\n' "${want[@]}")"
 
-NEW_ROOT=$CACHE_DIR/root.new.$$
-trap 'rm -rf -- "$NEW_ROOT"' EXIT
-rm -rf -- "$NEW_ROOT" "$ARCHIVES"/*.deb
-mkdir -p "$NEW_ROOT"
+rm -f -- "$ARCHIVES"/*.deb
+start_new_root
 log "downloading ${PACKAGES[*]} ($SUITE)"
-(cd "$ARCHIVES" && timeout 900 apt-get "${APT_OPTS[@]}" -q download "${PACKAGES[@]}" >&2) ||
-    use_stale_tree_or_die "apt-get download ${PACKAGES[*]} from $MIRROR failed"
+apt_download "apt-get download ${PACKAGES[*]} from $MIRROR failed" "${PACKAGES[@]}"
 for deb in "$ARCHIVES"/*.deb; do
     dpkg-deb -x "$deb" "$NEW_ROOT"
 done
 rm -rf -- "$NEW_ROOT/usr/share/doc" "$NEW_ROOT/usr/share/man" "$NEW_ROOT/usr/share/lintian"
-printf '%s\n' "${want[@]}" >"$NEW_ROOT/.redis-versions"
-rm -rf -- "$ROOT"
-mv -- "$NEW_ROOT" "$ROOT"
-trap - EXIT
+install_new_root "$(printf '%s\n' "${want[@]}")"
 
 # redis-server is a symlink to redis-check-rdb (one binary; it picks its role from argv[0]).
 [ -e "$ROOT/usr/bin/redis-server" ] || die "redis-server not found in the unpacked packages under $ROOT"
@@ -141,6 +77,4 @@ exec "$root/usr/bin/redis-server" "$@"
 WRAPPER
 chmod 0755 "$BIN/redis-server"
 "$BIN/redis-server" --version >&2 || die "the unpacked redis-server does not run on this host (suite $SUITE; set REDIS_SUITE?)"
-rm -f -- "$APTDIR/cache/pkgcache.bin" "$APTDIR/cache/srcpkgcache.bin"
-log "ready: $BIN/redis-server ($(printf '%s; ' "${want[@]}"))"
-print_exports
+finish "ready: $BIN/redis-server ($(printf '%s; ' "${want[@]}"))"
