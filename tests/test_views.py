@@ -177,3 +177,21 @@ def test_unreadable_ledgers_say_why_in_one_line(tmp_path: Path, kind: str, messa
     with pytest.raises(LedgerUnavailable) as err:
         LedgerSource(path).refresh()
     assert message in str(err.value) and "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_the_range_as_written_covers_the_same_calls(ledger: Path) -> None:
+    """Asking again for the range a report says it covered (``range.from`` / ``range.to``, ISO times with
+    microseconds) gives the same report: the written range is rounded outwards, not to the nearest."""
+    source = LedgerSource(ledger)
+    source.refresh()
+    first = build(source, Query(now=NOW))
+    again = build(
+        source,
+        Query(
+            since=datetime.fromisoformat(first["range"]["from"]).timestamp(),
+            until=datetime.fromisoformat(first["range"]["to"]).timestamp(),
+            now=NOW,
+        ),
+    )
+    assert again["totals"] == first["totals"] and again["groups"] == first["groups"]
+    assert first["totals"]["calls"] == len(read_rows(ledger))

@@ -189,7 +189,7 @@ def build(source: LedgerSource, q: Query) -> dict[str, Any]:
         "ledger": str(source.path),
         "since": _iso(since) if q.since is not None else None,
         "until": _iso(until) if q.until is not None else None,
-        "range": {"from": _iso(since), "to": _iso(until), "step_s": step},
+        "range": {"from": _iso(since, math.floor), "to": _iso(until, math.ceil), "step_s": step},
         "filters": {k: sorted(v) for k, v in sorted(q.filters.items())},
         "group_by": list(q.group_by),
         "groups": [
@@ -446,5 +446,8 @@ def _dimensions(source: LedgerSource) -> dict[str, list[str]]:
     return {k: sorted(v) for k, v in values.items()}
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat()
+def _iso(ts: float, to_microsecond: Callable[[float], int] = round) -> str:
+    """ISO 8601 in UTC. The range is written rounded outwards (down for its start, up for its end), so that
+    asking again for the range as written covers every call it covered (timestamps have sub-microsecond
+    digits that an ISO time cannot hold)."""
+    return datetime.fromtimestamp(to_microsecond(ts * 1e6) / 1e6, UTC).isoformat()
