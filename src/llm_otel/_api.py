@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import atexit
 import functools
-import logging
 import sys
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # imported when first instrumenting: `import llm_otel` stays cheap
+if TYPE_CHECKING:  # imported when first needed: `import llm_otel; llm_otel.instrument()` stays cheap
+    import logging
+    from pathlib import Path
+
     from .config import Settings
+    from .providers import Providers
     from .runtime import Runtime
     from .sinks import UsageProcessor
     from .sinks.ledger import Ledger
     from .sinks.session import ModelTotals
     from .sinks.writer import Writer
 
-log = logging.getLogger("llm_otel")
 _lock = threading.RLock()
 _runtime: Runtime | None = None
 _ledger: Ledger | None = None
@@ -29,16 +30,48 @@ _active: list[bool] = []  # non-empty while instrumented
 _generation = 0  # bumped by every instrument(): import hooks from an earlier one do nothing
 
 
+def _log() -> logging.Logger:
+    import logging  # on first use: `instrument()` itself has nothing to log
+
+    return logging.getLogger("llm_otel")
+
+
 def _build_runtime(
     settings: Settings, processors: list[UsageProcessor], on_alert: Any = None, **providers: Any
 ) -> Runtime:
-    global _ledger, _budgets, _writer
-    from .providers import setup_providers
+    from .providers import only_noop, setup_providers
     from .runtime import Runtime
+
+    if not processors and not settings.budgets and not any(providers.values()) and only_noop(settings):
+        # Nothing to export and nothing given that needs the runtime now: OpenTelemetry, the sinks, the ledger
+        # and the writer thread are set up when the first SDK is instrumented (an SDK imported before or after
+        # this; no call can be made before) or when the runtime is read, so `import llm_otel; instrument()`
+        # imports none of them. The writer still starts before any call, so it ends dropped streams' calls.
+        runtime = Runtime.deferred(settings, lambda: _deferred_parts(runtime), _lock)
+        return runtime
+    procs = _sinks(settings, list(processors), on_alert)
+    runtime = Runtime(settings, setup_providers(settings, **providers), procs)
+    _register_exit()
+    return runtime
+
+
+def _deferred_parts(runtime: Runtime) -> tuple[Providers, list[UsageProcessor]]:
+    """A deferred runtime's providers (the no-op ones ``only_noop`` decided on) and sinks; under ``_lock``."""
+    from .providers import noop_providers
+
+    if runtime is not _runtime:  # uninstrumented before its first use: nothing can reach it any more
+        return noop_providers(), []
+    procs = _sinks(runtime.settings, [], None)
+    _register_exit()
+    return noop_providers(), procs
+
+
+def _sinks(settings: Settings, procs: list[UsageProcessor], on_alert: Any) -> list[UsageProcessor]:
+    """``procs`` with the budgets (first) and the ledger (last), and the writer behind both."""
+    global _ledger, _budgets, _writer
     from .sinks.ledger import Ledger
     from .sinks.writer import Writer
 
-    procs = list(processors)
     if settings.budgets or settings.ledger is not False:
         _writer = Writer()
         _writer.start()  # now, not at the first row: it also ends the calls of streams the app dropped
@@ -50,14 +83,18 @@ def _build_runtime(
                                    on_alert=on_alert, service_name=settings.service_name, writer=_writer)  # fmt: skip
         procs.insert(0, _budgets)
     if settings.ledger is not False:
+        from pathlib import Path
+
         path = None if settings.ledger is True else Path(str(settings.ledger)).expanduser()
         _ledger = Ledger(path, service=settings.service_name, writer=_writer)
         procs.append(_ledger)
-    runtime = Runtime(settings, setup_providers(settings, **providers), procs)
-    # Registered after the providers' exit handler, so it runs before it (atexit is last in, first out).
+    return procs
+
+
+def _register_exit() -> None:
+    # After the providers' exit handler (setup_providers), so it runs before it (atexit is last in, first out).
     atexit.unregister(_at_exit)
     atexit.register(_at_exit)
-    return runtime
 
 
 def ensure_runtime() -> Runtime:
@@ -181,7 +218,7 @@ def instrument(
     }
     with _lock:
         if _runtime is not None and _active:
-            log.debug("llm-otel: instrument() called again; keeping the existing instrumentation")
+            _log().debug("llm-otel: instrument() called again; keeping the existing instrumentation")
             return _runtime
         settings = load_settings(overrides, config_file=config_file)
         _runtime = _build_runtime(
@@ -202,6 +239,8 @@ def instrument(
 def _activate(module: str, name: str) -> None:
     from .instrumentors import load
 
+    if _runtime is not None:
+        _runtime.assemble()  # a deferred runtime is built when its first SDK is instrumented
     inst = load(module, name)()
     inst.instrument(runtime=_runtime)
     _instrumentors.append(inst)
@@ -215,7 +254,7 @@ def _on_sdk_import(module: str, name: str, generation: int, _sdk: Any) -> None:
         try:
             _activate(module, name)
         except Exception:  # an instrumentor that cannot load must not break the app's import
-            log.warning("llm-otel: could not instrument %s", name, exc_info=True)
+            _log().warning("llm-otel: could not instrument %s", name, exc_info=True)
 
 
 def uninstrument() -> None:
@@ -231,14 +270,14 @@ def uninstrument() -> None:
             _writer.close()  # writes the queued ledger rows and budget usage, then closes both
             _writer = None
         _budgets = _ledger = None
-        if _runtime is not None:
+        if _runtime is not None and _runtime.assembled:
             _runtime.providers.shutdown()
         _runtime = None
 
 
 def session_usage() -> dict[tuple[str, str], ModelTotals]:
     """This process's cumulative usage per (provider, model): calls, tokens by type, cost, throttle wait."""
-    return _runtime.session.snapshot() if _runtime is not None else {}
+    return _runtime.session.snapshot() if _runtime is not None and _runtime.assembled else {}
 
 
 def flush(timeout: float = 10.0) -> None:
@@ -246,7 +285,7 @@ def flush(timeout: float = 10.0) -> None:
     _end_orphans()
     if _writer is not None:
         _writer.flush(timeout)
-    if _runtime is not None:
+    if _runtime is not None and _runtime.assembled:  # (a runtime not assembled yet has seen no call)
         for proc in _runtime.processors:  # processors given to instrument() with writers of their own
             if proc is not _ledger and proc is not _budgets and hasattr(proc, "flush"):
                 proc.flush(timeout)  # (the ledger and budgets built here use _writer, flushed above)
@@ -255,9 +294,11 @@ def flush(timeout: float = 10.0) -> None:
             try:
                 provider.force_flush(int(timeout * 1000))
             except Exception:
-                log.debug("force_flush failed", exc_info=True)
+                _log().debug("force_flush failed", exc_info=True)
 
 
 def ledger_path() -> Path | None:
     """Where this process writes its ledger, if it writes one."""
+    if _runtime is not None:
+        _runtime.assemble()
     return _ledger.path if _ledger is not None else None

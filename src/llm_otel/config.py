@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import logging
 import os
 import re
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pydantic import TypeAdapter, ValidationError
 
     from .budget.rules import Budget
@@ -144,6 +144,8 @@ def _capture_mode(raw: str) -> str:
     if mode is None:
         if raw not in _WARNED_CAPTURE:
             _WARNED_CAPTURE.add(raw)
+            import logging
+
             logging.getLogger("llm_otel").warning(
                 "llm-otel: OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=%r is not one of %s, true or false; "
                 "capturing no content", raw, ", ".join(m.upper() for m in MODES))  # fmt: skip
@@ -190,6 +192,8 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 def load_file(path: str | Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Read a YAML config file, substituting ``${VAR}`` and ``${VAR:-default}`` from the environment."""
+    from pathlib import Path
+
     import yaml  # only when a file is used
 
     env = dict(os.environ) if env is None else env

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import atexit
-import logging
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry import _logs, metrics, trace
+if TYPE_CHECKING:
+    import logging
 
-from .config import Settings
+    from .config import Settings
 
-log = logging.getLogger(__name__)
 SCOPE = "llm_otel"
 _SIGNALS = ("TRACES", "METRICS", "LOGS")
+
+
+def _log() -> logging.Logger:
+    import logging  # loaded when there is something to say, not by `instrument()`
+
+    return logging.getLogger(__name__)
 
 
 def _version() -> str:
@@ -48,8 +54,8 @@ class Providers:
         """The exporters retry an unreachable collector for up to 10 s per signal: the exit waits for them at
         most ``exit_timeout`` (a reachable collector answers well within it). docs/decisions.md, "Exit"."""
         if not self.shutdown(self.exit_timeout):
-            log.warning("llm-otel: telemetry not exported within %.1f s at exit (collector unreachable or slow); "
-                        "exiting without it (LLM_OTEL_EXIT_TIMEOUT sets the wait)", self.exit_timeout)  # fmt: skip
+            _log().warning("llm-otel: telemetry not exported within %.1f s at exit (collector unreachable or slow); "
+                           "exiting without it (LLM_OTEL_EXIT_TIMEOUT sets the wait)", self.exit_timeout)  # fmt: skip
 
 
 def _shutdown_all(providers: tuple[Any, ...], timeout_s: float) -> bool:
@@ -68,11 +74,39 @@ def _shutdown_one(provider: Any) -> None:
     try:
         provider.shutdown()
     except Exception:
-        log.debug("provider shutdown failed", exc_info=True)
+        _log().debug("provider shutdown failed", exc_info=True)
 
 
 def _is_sdk(provider: Any, api_proxy_types: tuple[type, ...]) -> bool:
     return provider is not None and not isinstance(provider, api_proxy_types)
+
+
+def _exported(settings: Settings) -> bool:
+    """An OTLP endpoint is configured (for any signal)."""
+    return bool(settings.endpoint) or any(os.environ.get(f"OTEL_EXPORTER_OTLP_{s}_ENDPOINT") for s in _SIGNALS)
+
+
+def only_noop(settings: Settings) -> bool:
+    """True when ``setup_providers(settings)`` (no providers given) would return OpenTelemetry's no-op
+    providers: nothing is exported and no SDK provider is set globally. Decided without importing
+    OpenTelemetry when the app has not: no global provider can have been set then, unless one is named by
+    ``OTEL_PYTHON_*_PROVIDER`` (the API loads it on first use)."""
+    if _exported(settings) or any(os.environ.get(f"OTEL_PYTHON_{s}_PROVIDER") for s in ("TRACER", "METER", "LOGGER")):
+        return False
+    if not any(m in sys.modules for m in ("opentelemetry.trace", "opentelemetry.metrics", "opentelemetry._logs")):
+        return True
+    from opentelemetry import _logs, metrics, trace
+
+    return not (_is_sdk(trace.get_tracer_provider(), (trace.ProxyTracerProvider,))
+                or _is_sdk(metrics.get_meter_provider(), _proxy_meter_types())
+                or _is_sdk(_logs.get_logger_provider(), _proxy_logger_types()))  # fmt: skip
+
+
+def noop_providers() -> Providers:
+    """OpenTelemetry's no-op providers: see "Nothing exported, nothing built" in docs/decisions.md."""
+    from opentelemetry import _logs, metrics, trace
+
+    return Providers(trace.NoOpTracerProvider(), metrics.NoOpMeterProvider(), _logs.NoOpLoggerProvider())
 
 
 def setup_providers(
@@ -87,6 +121,8 @@ def setup_providers(
     Prometheus-side receivers require) and are then installed globally. Without an endpoint they export
     nothing and stay private: the ledger is the embedded store. Creating them does no network I/O.
     """
+    from opentelemetry import _logs, metrics, trace
+
     global_tp = trace.get_tracer_provider()
     global_mp = metrics.get_meter_provider()
     global_lp = _logs.get_logger_provider()
@@ -96,7 +132,7 @@ def setup_providers(
     if tp is not None and mp is not None and lp is not None:
         return Providers(tp, mp, lp)
     endpoint = settings.endpoint
-    if not endpoint and not any(os.environ.get(f"OTEL_EXPORTER_OTLP_{s}_ENDPOINT") for s in _SIGNALS):
+    if not _exported(settings):
         # Nothing would be exported: skip building SDK spans and metric points nobody can read (the ledger
         # and session totals are computed by llm-otel itself). Faster start-up and calls; docs/decisions.md.
         return Providers(tp or trace.NoOpTracerProvider(), mp or metrics.NoOpMeterProvider(),
@@ -158,6 +194,7 @@ def setup_providers(
 
 
 def _proxy_meter_types() -> tuple[type, ...]:
+    from opentelemetry import metrics
     from opentelemetry.metrics._internal import _ProxyMeterProvider
 
     return (_ProxyMeterProvider, metrics.NoOpMeterProvider)
