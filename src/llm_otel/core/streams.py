@@ -48,28 +48,15 @@ def hook_response_close(stream: Any, record: Call, method: str) -> None:
     """End the record when the HTTP response under ``stream`` is closed by someone other than the stream's
     own generator (the SDK stream helpers close the response directly, bypassing the stream object)."""
     response = getattr(stream, "response", None)
-    original = getattr(type(response), method, None) if response is not None else None
+    original = getattr(response, method, None) if response is not None else None
     if original is None:
-        return
-    # Weak references only: the hook lives on the response, so strong ones (to the stream, or a bound method of
-    # the response) would add a reference cycle of ours that keeps a dropped stream and its response alive until
-    # the cyclic collector runs, wherever that is (see tests/test_fresh_process.py on the pool-lock hazard).
-    try:
-        stream_ref, response_ref = weakref.ref(stream), weakref.ref(response)
-    except TypeError:  # a type without weak references: no hook (its early closes end as ``gc``)
         return
 
     def close(*args: Any, **kwargs: Any) -> Any:
-        this, s = response_ref(), stream_ref()
         # Ignore closes from the stream's own generator (it reports its outcome itself) and repeats.
-        if (
-            not record.ended
-            and this is not None
-            and not getattr(this, "is_closed", False)
-            and (s is None or not _generator_running(s))
-        ):
+        if not record.ended and not getattr(response, "is_closed", False) and not _generator_running(stream):
             record.finish(stream_end=sc.STREAM_CLIENT_CLOSED)
-        return original(this, *args, **kwargs)
+        return original(*args, **kwargs)
 
     with contextlib.suppress(AttributeError, TypeError):  # a response type that refuses instance attributes
         setattr(response, method, close)
