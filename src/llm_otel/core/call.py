@@ -97,12 +97,18 @@ def burst_rate(times: list[float], tokens: int, window: float = BURST_WINDOW_S) 
     if span <= 0:
         return None
     per_chunk = tokens / n
+    if span <= window:  # every chunk falls within one window
+        return n * per_chunk / span
     best = 0
     lo = 0
-    for hi in range(n):
-        while times[hi] - times[lo] > window:
-            lo += 1
-        best = max(best, hi - lo + 1)
+    first = times[0]
+    for hi, t in enumerate(times):
+        if t - first > window:
+            while t - times[lo] > window:
+                lo += 1
+            first = times[lo]
+        if hi - lo >= best:
+            best = hi - lo + 1
     return best * per_chunk / min(window, span)
 
 

@@ -39,6 +39,24 @@ def _gc_end(record: Call) -> None:
         end_later(record, sc.STREAM_GC)
 
 
+#: Live ``watch`` references, by id (a weak reference hashes as its referent, which may not be hashable).
+#: Held here, not by the stream, so that they fire even when the stream dies in a reference cycle: the
+#: collector calls back only weak references that are themselves still reachable.
+_WATCHES: dict[int, weakref.KeyedRef] = {}
+
+
+def _dropped(ref: weakref.KeyedRef) -> None:
+    _WATCHES.pop(id(ref), None)
+    _gc_end(ref.key)
+
+
+def watch(stream: Any, record: Call) -> None:
+    """End ``record`` as ``gc`` if ``stream`` is collected before the call ended: ``weakref.finalize`` for
+    less than half its cost (this runs once per streamed call)."""
+    ref = weakref.KeyedRef(stream, _dropped, record)
+    _WATCHES[id(ref)] = ref
+
+
 def _generator_running(stream: Any) -> bool:
     it = getattr(stream, "_iterator", None)
     return bool(getattr(it, "gi_running", False) or getattr(it, "ag_running", False))
@@ -62,21 +80,39 @@ def hook_response_close(stream: Any, record: Call, method: str) -> None:
         setattr(response, method, close)
 
 
-class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
-    """Wraps a synchronous SDK stream; see the module docstring."""
+def _reyield(self: Any) -> Any:  # the shape ``reyields`` looks for (the SDK's own code, not ``yield from``)
+    for item in self._iterator:  # noqa: UP028
+        yield item
 
-    def __init__(self, wrapped: Any, record: Call, observe: Observer) -> None:
+
+def reyields(iter_method: Any) -> bool:
+    """True when a stream class's ``__iter__`` only re-yields ``self._iterator`` (openai's ``Stream``): a proxy
+    given that iterator as ``chunks`` reads it directly, one generator layer less on every chunk."""
+    code, ref = getattr(iter_method, "__code__", None), _reyield.__code__
+    return code is not None and (code.co_code, code.co_names, code.co_consts) == (ref.co_code, ref.co_names,
+                                                                                  ref.co_consts)  # fmt: skip
+
+
+class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """Wraps a synchronous SDK stream; see the module docstring. ``chunks``: the iterator the stream's own
+    ``__iter__`` would only re-yield (see ``reyields``), read directly."""
+
+    _self_chunks: Any = None
+
+    def __init__(self, wrapped: Any, record: Call, observe: Observer, chunks: Any = None) -> None:
         super().__init__(wrapped)
         self._self_record = record
         self._self_observe = observe
-        finalizer = weakref.finalize(self, _gc_end, record)
-        finalizer.atexit = False
+        if chunks is not None:
+            self._self_chunks = chunks
+        watch(self, record)
         hook_response_close(wrapped, record, "close")
 
     def __iter__(self) -> Any:
         record, observe = self._self_record, self._self_observe
+        chunks = self._self_chunks
         try:
-            for item in self.__wrapped__:
+            for item in self.__wrapped__ if chunks is None else chunks:
                 try:  # ``observed``, inlined: this loop runs once per chunk
                     keep = observe(record, item)
                 except Exception:
@@ -182,8 +218,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         super().__init__(wrapped)
         self._self_record = record
         self._self_observe = observe
-        finalizer = weakref.finalize(self, _gc_end, record)
-        finalizer.atexit = False
+        watch(self, record)
         hook_response_close(wrapped, record, "aclose")
 
     def __aiter__(self) -> Any:

@@ -17,7 +17,6 @@ import contextlib
 import functools
 import inspect
 import json
-import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -25,7 +24,7 @@ from .. import semconv as sc
 from ..core import content
 from ..core.call import CURRENT, Call
 from ..core.content import Content
-from ..core.streams import AsyncStreamProxy, SyncStreamProxy, _gc_end
+from ..core.streams import AsyncStreamProxy, SyncStreamProxy, reyields, watch
 from ..core.throttle import header_int, stainless_sleep_async, stainless_sleep_sync
 from ._base import (
     REQUEST_PARAMS,
@@ -85,6 +84,8 @@ class StainlessInstrumentor(LLMInstrumentor):
         p.wrap(base, "AsyncAPIClient._process_response", self._process_response)
         stream_mod = __import__(f"{self.module}._streaming", fromlist=["Stream"])
         self._stream_types = (stream_mod.Stream, stream_mod.AsyncStream)
+        # The Stream whose __iter__ only re-yields its _iterator (openai): proxies read that iterator directly.
+        self._plain_iter = stream_mod.Stream.__iter__ if reyields(stream_mod.Stream.__iter__) else None
         self.extra_patches()
 
     def server_of(self, client: Any) -> tuple[str | None, int | None]:
@@ -172,7 +173,10 @@ class StainlessInstrumentor(LLMInstrumentor):
             if raw_mode is not None:
                 return self._handle_raw(record, result, raw_mode, stream)
             if stream and isinstance(result, self._stream_types):
-                return proxy_type(result, record, self.stream_observer(record, result, path))
+                observe = self.stream_observer(record, result, path)
+                if proxy_type is SyncStreamProxy and type(result).__iter__ is self._plain_iter:
+                    return SyncStreamProxy(result, record, observe, getattr(result, "_iterator", None))
+                return proxy_type(result, record, observe)
             self.apply_response(record, result)
             record.finish()
         except Exception:
@@ -190,7 +194,7 @@ class StainlessInstrumentor(LLMInstrumentor):
             http_response._llm_otel_record = record
             self._hook_raw_body(http_response, record, stream)
             self._hook_parse(result)
-        weakref.finalize(result, _gc_end, record).atexit = False
+        watch(result, record)
         return result
 
     def _process_response(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:

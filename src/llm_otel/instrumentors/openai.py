@@ -42,11 +42,26 @@ def apply_openai_response(record: Call, body: Any) -> None:
 
 
 def observe_chat_chunk(record: Call, chunk: Any) -> bool:
-    """Chat / legacy completions chunk. Returns False for the usage chunk we injected."""
+    """Chat / legacy completions chunk. Returns False for the usage chunk we injected.
+
+    Runs once per chunk. The usual one (the model already known, no usage, one choice whose delta carries
+    text and no finish reason) is settled by the first branch; everything else by ``_chat_chunk``."""
+    choices = chunk.choices
+    if record.response_model and choices and len(choices) == 1 and getattr(chunk, "usage", None) is None:
+        choice = choices[0]
+        text = getattr(getattr(choice, "delta", None), "content", None)  # None for a legacy choice or dict delta
+        if text and not choice.finish_reason:
+            record.chunk_times.append(_perf())  # record.output_chunk(), inlined
+            if record.output_text is not None:
+                record.output_text.append(text)
+            return True
+    return _chat_chunk(record, chunk, choices)
+
+
+def _chat_chunk(record: Call, chunk: Any, choices: Any) -> bool:
     if not record.response_model:  # Azure's first chunk (content filter results) has model "" and id ""
         record.response_model = getattr(chunk, "model", None) or None
         record.response_id = getattr(chunk, "id", None) or record.response_id
-    choices = chunk.choices
     usage = getattr(chunk, "usage", None)
     if usage is not None:
         record.usage = from_openai(usage)
@@ -56,28 +71,24 @@ def observe_chat_chunk(record: Call, chunk: Any) -> bool:
     if choices:
         output = False
         for choice in choices:
-            delta = getattr(choice, "delta", None)  # legacy completions have none, or `{}` from some servers
-            if delta is None:
-                text = None
-            elif type(delta) is dict:
-                text = delta.get("content")
-                if text or delta.get("tool_calls") or delta.get("refusal"):
+            delta = getattr(choice, "delta", None)
+            if delta is None or type(delta) is dict:  # legacy completions: no delta, or `{}` from some servers
+                text = delta.get("content") if delta else None
+                if text or (delta and (delta.get("tool_calls") or delta.get("refusal"))):
                     output = True
-            else:
+                if not text and getattr(choice, "text", None):  # the legacy completion's text
+                    output = True
+                    text = choice.text
+            else:  # a chat delta (its choice has no ``text``: looking it up would raise inside the SDK model)
                 text = getattr(delta, "content", None)
                 if text or getattr(delta, "tool_calls", None) or getattr(delta, "refusal", None):
                     output = True
-            if text:
-                if record.output_text is not None:
-                    record.output_text.append(text)
-            elif getattr(choice, "text", None):  # legacy completions
-                output = True
-                if record.output_text is not None:
-                    record.output_text.append(choice.text)
+            if text and record.output_text is not None:
+                record.output_text.append(text)
             if choice.finish_reason:
                 _finish_reason(record, getattr(choice, "index", 0), choice.finish_reason)
         if output:
-            record.chunk_times.append(_perf())  # record.output_chunk(), inlined: once per chunk
+            record.chunk_times.append(_perf())  # record.output_chunk(), inlined
     return True
 
 

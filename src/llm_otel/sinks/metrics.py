@@ -12,7 +12,8 @@ per call, and what every instrumentation pays. Everything else costs a few dicti
   queued), so per-chunk and per-extension points never run on the call path.
 
 Attribute sets are built once per series (provider, operation, models, server, error, allow-listed keys)
-and reused. See docs/decisions.md, "What a call pays for metrics".
+and reused. See docs/decisions.md, "What a call pays for metrics". Totals and queued points belong to the
+meter (``_Aggregates``), whose observable instruments report them: every sink on that meter adds to them.
 
 When llm-otel builds the meter provider itself, it exports every ``DEFAULT_EXPORT_INTERVAL_MS`` unless
 ``OTEL_METRIC_EXPORT_INTERVAL`` is set (docs/metrics.md, "Export interval and dashboards").
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -98,18 +100,22 @@ class _Series:
         self.retries: dict[str, int] = {}
 
 
-class MetricsSink:
-    """Records each call's metrics; see the module docstring."""
+class _Aggregates:
+    """The running totals and queued points behind one meter's llm-otel instruments, and their callbacks.
 
-    def __init__(self, meter_provider: Any, metric_keys: tuple[str, ...] = (), latest_semconv: bool = False) -> None:
-        self.meter = meter = meter_provider.get_meter(SCOPE, _version(), schema_url=sc.SCHEMA_URL)
-        self.instruments = Instruments(meter, latest_semconv)
-        self._keys = metric_keys
-        self._lock = threading.Lock()
-        self._series: dict[tuple[Any, ...], _Series] = {}
-        self._headroom: dict[tuple[Any, ...], list[Any]] = {}  # key -> [attrs, requests, tokens]
+    An SDK meter registers an instrument name once and keeps the callbacks it was first given. Every
+    ``MetricsSink`` on the same meter (``instrument()`` again after ``uninstrument()``, an instrumentor given
+    its own providers) therefore shares one: each sink's calls are reported, and counters stay monotonic."""
+
+    def __init__(self, meter: Any) -> None:
+        self.meter = meter
+        self.lock = threading.Lock()
+        self.series: dict[tuple[Any, ...], _Series] = {}
+        self.headroom: dict[int, list[Any]] = {}  # id(series) -> [attrs, requests, tokens]
         # (series, cost, throttle wait, tokens/s, burst, chunk times): values only, so no span is kept alive
-        self._deferred: list[tuple[Any, ...]] = []
+        self.deferred: list[tuple[Any, ...]] = []
+        self.instruments: dict[bool, Instruments] = {}
+        self._latest = False
         counter = meter.create_observable_counter
         counter(sc.METRIC_TOKENS, [self._observe_tokens], unit="{token}",
                 description="Tokens by type (input includes cache; output reasoning).")  # fmt: skip
@@ -127,105 +133,43 @@ class MetricsSink:
               description="Requests left in the rate-limit window (last response header seen).")  # fmt: skip
         gauge(sc.METRIC_RATELIMIT_REMAINING_TOKENS, [self._headroom_observer(2)], unit="{token}",
               description="Tokens left in the rate-limit window (last response header seen).")  # fmt: skip
-        if latest_semconv:
-            for i, kind in enumerate(_KINDS):
-                counter(sc.LATEST_METRIC_USAGE_PREFIX + sc.LATEST_USAGE_METRIC_SUFFIX[kind],
-                        [self._latest_observer(i)], unit="{token}")  # fmt: skip
 
-    # --- per call (caller's thread) ------------------------------------------------------------------------
-    def _series_for(self, r: CallResult, with_context: bool = True) -> _Series:
-        ctx = r.attributes
-        keys = self._keys if with_context else ()
-        allowed = tuple(map(ctx.get, keys)) if ctx and keys else ()
-        key = (r.provider, r.operation, r.request_model, r.response_model, r.server_address, r.server_port,
-               r.error_type if with_context else None, allowed)  # fmt: skip
-        series = self._series.get(key)
-        if series is None:
-            with self._lock:
-                series = self._series.get(key)
-                if series is None:
-                    series = self._series[key] = _Series(self._attributes(r, keys, allowed, with_context))
-        return series
+    @classmethod
+    def of(cls, meter: Any) -> _Aggregates:
+        """The aggregates of ``meter``, created (with its observable instruments) on first use."""
+        with _AGGREGATES_LOCK:
+            try:
+                agg = _AGGREGATES.get(meter)
+            except TypeError:  # a meter that cannot be weakly referenced: its own aggregates
+                return cls(meter)
+            if agg is None:
+                agg = _AGGREGATES[meter] = cls(meter)
+            return agg
 
-    def _attributes(
-        self, r: CallResult, keys: tuple[str, ...], allowed: tuple[Any, ...], with_context: bool
-    ) -> dict[str, Any]:
-        if len(self._series) >= _SERIES_MAX:
-            return {sc.OPERATION_NAME: r.operation, sc.PROVIDER_NAME: r.provider, "otel.metric.overflow": True}
-        attrs: dict[str, Any] = {sc.OPERATION_NAME: r.operation, sc.PROVIDER_NAME: r.provider}
-        if r.request_model:
-            attrs[sc.REQUEST_MODEL] = r.request_model
-        if r.response_model:
-            attrs[sc.RESPONSE_MODEL] = r.response_model
-        if r.server_address:
-            attrs[sc.SERVER_ADDRESS] = r.server_address
-        if r.server_port:
-            attrs[sc.SERVER_PORT] = r.server_port
-        if r.error_type and with_context:
-            attrs[sc.ERROR_TYPE] = r.error_type
-        for k, v in zip(keys, allowed, strict=True):
-            if v is not None:
-                attrs[sc.CONTEXT_PREFIX + k] = v
-        return attrs
-
-    def on_usage(self, r: CallResult) -> None:
-        series = self._series_for(r)
-        inst = self.instruments
-        inst.duration.record(r.duration_s, series.attrs)
-        usage = r.usage
-        if usage is not None:
-            if usage.input_tokens is not None:
-                inst.token_usage.record(usage.input_tokens, series.typed[0])
-            if usage.output_tokens is not None:
-                inst.token_usage.record(usage.output_tokens, series.typed[1])
-        if r.time_to_first_chunk_s is not None:
-            inst.time_to_first_chunk.record(r.time_to_first_chunk_s, series.attrs)
-            if inst.latest_ttfc is not None:
-                inst.latest_ttfc.record(r.time_to_first_chunk_s, series.attrs)
-        with self._lock:
-            if usage is not None:
-                tokens = series.tokens
-                counts = (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
-                          usage.reasoning_tokens)  # fmt: skip
-                for i, n in enumerate(counts):
-                    if n is not None:
-                        tokens[i] = (tokens[i] or 0) + n
-                if r.cost_usd is not None:
-                    series.cost = (series.cost or 0.0) + r.cost_usd
-                elif r.usage_complete:
-                    series.unpriced += 1
-            for reason, n in r.retry_reasons:
-                series.retries[reason] = series.retries.get(reason, 0) + n
-            self._deferred.append(
-                (series, r.cost_usd, r.throttle_wait_s, r.tokens_per_second, r.burst_tokens_per_second, r.chunk_times)
-            )
-            backlog = len(self._deferred)
-        if r.ratelimit_requests is not None or r.ratelimit_tokens is not None:
-            # Headroom belongs to the account and server, not to a tenant or an error: no context keys.
-            self._set_headroom(r, series if not self._keys and r.error_type is None else None)
-        if backlog >= DEFERRED_MAX:
-            self.record_deferred()
-
-    def _set_headroom(self, r: CallResult, series: _Series | None) -> None:
-        if series is None:
-            series = self._series_for(r, with_context=False)
-        with self._lock:
-            slot = self._headroom.get(id(series))
-            if slot is None:
-                slot = self._headroom[id(series)] = [series.attrs, None, None]
-            if r.ratelimit_requests is not None:
-                slot[1] = r.ratelimit_requests
-            if r.ratelimit_tokens is not None:
-                slot[2] = r.ratelimit_tokens
+    def instruments_for(self, latest_semconv: bool) -> Instruments:
+        """The synchronous instruments (created once per meter and flavour; the SDK hands back the same ones)."""
+        with _AGGREGATES_LOCK:
+            inst = self.instruments.get(latest_semconv)
+            if inst is None:
+                inst = self.instruments[latest_semconv] = Instruments(self.meter, latest_semconv)
+            if latest_semconv and not self._latest:
+                self._latest = True
+                for i, kind in enumerate(_KINDS):
+                    self.meter.create_observable_counter(
+                        sc.LATEST_METRIC_USAGE_PREFIX + sc.LATEST_USAGE_METRIC_SUFFIX[kind],
+                        [self._latest_observer(i)],
+                        unit="{token}",
+                    )
+            return inst
 
     # --- at collection --------------------------------------------------------------------------------------
     def record_deferred(self) -> None:
         """Record the queued histogram points (runs when the SDK collects; safe to call any time)."""
-        with self._lock:
-            if not self._deferred:
+        with self.lock:
+            if not self.deferred:
                 return
-            batch, self._deferred = self._deferred, []
-        inst = self.instruments
+            batch, self.deferred = self.deferred, []
+        inst = self.instruments.get(False) or self.instruments[True]
         cost, tps, burst = inst.request_cost.record, inst.tokens_per_second.record, inst.burst_tokens_per_second.record
         throttle, gap = inst.throttle_wait.record, inst.time_per_output_chunk.record
         for series, usd, wait, rate, peak, times in batch:
@@ -245,8 +189,8 @@ class MetricsSink:
 
     def _snapshot(self) -> list[_Series]:
         self.record_deferred()
-        with self._lock:
-            return list(self._series.values())
+        with self.lock:
+            return list(self.series.values())
 
     def _observe_tokens(self, options: CallbackOptions) -> Iterator[Observation]:
         for s in self._snapshot():
@@ -276,8 +220,118 @@ class MetricsSink:
 
         def observe(options: CallbackOptions) -> list[Observation]:
             self.record_deferred()
-            with self._lock:
-                pairs = [(slot[0], slot[index]) for slot in self._headroom.values()]
+            with self.lock:
+                pairs = [(slot[0], slot[index]) for slot in self.headroom.values()]
             return [Observation(value, attrs) for attrs, value in pairs if value is not None]
 
         return observe
+
+
+_AGGREGATES: weakref.WeakKeyDictionary[Any, _Aggregates] = weakref.WeakKeyDictionary()
+_AGGREGATES_LOCK = threading.RLock()
+_NO_CONTEXT: dict[str, str] = {}
+
+
+class MetricsSink:
+    """Records each call's metrics; see the module docstring."""
+
+    def __init__(self, meter_provider: Any, metric_keys: tuple[str, ...] = (), latest_semconv: bool = False) -> None:
+        self.meter = meter = meter_provider.get_meter(SCOPE, _version(), schema_url=sc.SCHEMA_URL)
+        self._agg = agg = _Aggregates.of(meter)
+        self.instruments = agg.instruments_for(latest_semconv)
+        self._keys = metric_keys
+        self._lock = agg.lock
+        self._series = agg.series
+
+    # --- per call (caller's thread) ------------------------------------------------------------------------
+    def _series_for(self, r: CallResult, with_context: bool = True) -> _Series:
+        keys = self._keys if with_context else ()
+        # The allow-listed context values, with their keys: sinks with other keys share these series.
+        allowed = (keys, tuple(map((r.attributes or _NO_CONTEXT).get, keys))) if keys else ()
+        key = (r.provider, r.operation, r.request_model, r.response_model, r.server_address, r.server_port,
+               r.error_type if with_context else None, allowed)  # fmt: skip
+        series = self._series.get(key)
+        if series is None:
+            with self._lock:
+                series = self._series.get(key)
+                if series is None:
+                    series = self._series[key] = _Series(self._attributes(r, allowed, with_context))
+        return series
+
+    def _attributes(self, r: CallResult, allowed: tuple[Any, ...], with_context: bool) -> dict[str, Any]:
+        if len(self._series) >= _SERIES_MAX:
+            return {sc.OPERATION_NAME: r.operation, sc.PROVIDER_NAME: r.provider, "otel.metric.overflow": True}
+        attrs: dict[str, Any] = {sc.OPERATION_NAME: r.operation, sc.PROVIDER_NAME: r.provider}
+        if r.request_model:
+            attrs[sc.REQUEST_MODEL] = r.request_model
+        if r.response_model:
+            attrs[sc.RESPONSE_MODEL] = r.response_model
+        if r.server_address:
+            attrs[sc.SERVER_ADDRESS] = r.server_address
+        if r.server_port:
+            attrs[sc.SERVER_PORT] = r.server_port
+        if r.error_type and with_context:
+            attrs[sc.ERROR_TYPE] = r.error_type
+        if allowed:
+            for k, v in zip(*allowed, strict=True):
+                if v is not None:
+                    attrs[sc.CONTEXT_PREFIX + k] = v
+        return attrs
+
+    def on_usage(self, r: CallResult) -> None:
+        series = self._series_for(r)
+        inst = self.instruments
+        inst.duration.record(r.duration_s, series.attrs)
+        usage = r.usage
+        if usage is not None:
+            if usage.input_tokens is not None:
+                inst.token_usage.record(usage.input_tokens, series.typed[0])
+            if usage.output_tokens is not None:
+                inst.token_usage.record(usage.output_tokens, series.typed[1])
+        if r.time_to_first_chunk_s is not None:
+            inst.time_to_first_chunk.record(r.time_to_first_chunk_s, series.attrs)
+            if inst.latest_ttfc is not None:
+                inst.latest_ttfc.record(r.time_to_first_chunk_s, series.attrs)
+        agg = self._agg
+        with self._lock:
+            if usage is not None:
+                tokens = series.tokens
+                counts = (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
+                          usage.reasoning_tokens)  # fmt: skip
+                for i, n in enumerate(counts):
+                    if n is not None:
+                        tokens[i] = (tokens[i] or 0) + n
+                if r.cost_usd is not None:
+                    series.cost = (series.cost or 0.0) + r.cost_usd
+                elif r.usage_complete:
+                    series.unpriced += 1
+            for reason, n in r.retry_reasons:
+                series.retries[reason] = series.retries.get(reason, 0) + n
+            deferred = agg.deferred
+            deferred.append(
+                (series, r.cost_usd, r.throttle_wait_s, r.tokens_per_second, r.burst_tokens_per_second, r.chunk_times)
+            )
+            backlog = len(deferred)
+        if r.ratelimit_requests is not None or r.ratelimit_tokens is not None:
+            # Headroom belongs to the account and server, not to a tenant or an error: no context keys.
+            self._set_headroom(r, series if not self._keys and r.error_type is None else None)
+        if backlog >= DEFERRED_MAX:
+            agg.record_deferred()
+
+    def _set_headroom(self, r: CallResult, series: _Series | None) -> None:
+        if series is None:
+            series = self._series_for(r, with_context=False)
+        headroom = self._agg.headroom
+        with self._lock:
+            slot = headroom.get(id(series))
+            if slot is None:
+                slot = headroom[id(series)] = [series.attrs, None, None]
+            if r.ratelimit_requests is not None:
+                slot[1] = r.ratelimit_requests
+            if r.ratelimit_tokens is not None:
+                slot[2] = r.ratelimit_tokens
+
+    # --- at collection --------------------------------------------------------------------------------------
+    def record_deferred(self) -> None:
+        """Record the queued histogram points (runs when the SDK collects; safe to call any time)."""
+        self._agg.record_deferred()
