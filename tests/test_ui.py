@@ -86,11 +86,16 @@ class Page:
     """A browser page that records console errors and uncaught exceptions."""
 
     def __init__(self, browser: Any, **context: Any) -> None:
-        self.context = browser.new_context(**context)
+        self.context = browser.new_context(**{"viewport": {"width": 1280, "height": 800}, **context})
         self.page = self.context.new_page()
         self.errors: list[str] = []
         self.page.on("console", lambda m: m.type in ("error", "warning") and self.errors.append(f"{m.type}: {m.text}"))
         self.page.on("pageerror", lambda e: self.errors.append(f"exception: {e}"))
+
+    def open(self, url: str) -> int:
+        """Load ``url`` and wait for its first render; returns the render count."""
+        self.page.goto(url)
+        return wait_render(self.page)
 
     def close(self) -> None:
         self.context.close()
@@ -140,10 +145,9 @@ def test_every_view_shows_the_json_reports_numbers(browser: Any, filled: dict[st
         url,
         _proc,
     ):
-        tab = Page(browser, viewport={"width": 1280, "height": 800})
+        tab = Page(browser)
         page = tab.page
-        page.goto(url + "#range=all")
-        renders = wait_render(page)
+        renders = tab.open(url + "#range=all")
         page.select_option("#range", "all")
         renders = wait_render(page, renders)
         report = _report_for(page, filled)
@@ -175,10 +179,9 @@ def test_every_view_shows_the_json_reports_numbers(browser: Any, filled: dict[st
 def test_filters_and_ranges_change_the_numbers(browser: Any, filled: dict[str, Path]) -> None:
     rows = read_rows(filled["ledger"])
     with ui_server("--ledger", str(filled["ledger"]), "--state", str(filled["state"])) as (url, _proc):
-        tab = Page(browser, viewport={"width": 1280, "height": 800})
+        tab = Page(browser)
         page = tab.page
-        page.goto(url)
-        renders = wait_render(page)
+        renders = tab.open(url)
         page.click("nav a[data-view=table]")
         page.select_option("select.filter[data-filter-key=tenant]", "tenant-1")
         renders = wait_render(page, renders)
@@ -213,8 +216,7 @@ def test_dark_mode_and_a_narrow_window(browser: Any, filled: dict[str, Path]) ->
             ("narrow", {"viewport": {"width": 420, "height": 900}}),
         ):
             tab = Page(browser, **context)
-            tab.page.goto(url + "#range=all")
-            renders = wait_render(tab.page)
+            renders = tab.open(url + "#range=all")
             for view in VIEWS:
                 tab.page.click(f"nav a[data-view={view}]")
                 shot(tab.page, f"{view}-{name}")
@@ -228,12 +230,11 @@ def test_html_report_is_self_contained_and_equal_to_json(browser: Any, filled: d
     out = tmp_path / "report.html"
     base = ["--ledger", str(filled["ledger"]), "--state", str(filled["state"]), "--filter", "provider=openai"]
     cli("report", *base, "--format", "html", "-o", str(out))
-    tab = Page(browser, viewport={"width": 1280, "height": 800})
+    tab = Page(browser)
     page = tab.page
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
-    page.goto(out.as_uri())
-    wait_render(page)
+    tab.open(out.as_uri())
     assert page.evaluate("document.body.dataset.mode") == "static"
     rng = page.locator("#range-shown")
     report = json_report(*base, "--since", rng.get_attribute("data-from"), "--until", rng.get_attribute("data-to"))
@@ -264,8 +265,7 @@ def test_a_bad_ledger_gives_a_clear_page_and_line(browser: Any, tmp_path: Path, 
     try:
         with ui_server("--ledger", str(ledger), "--state", str(tmp_path / "none.sqlite3")) as (url, proc):
             tab = Page(browser)
-            tab.page.goto(url)
-            wait_render(tab.page)
+            tab.open(url)
             status = tab.page.locator("#status")
             assert status.get_attribute("data-state") == ("empty" if kind == "empty" else "error")
             assert expected.lower() in status.inner_text().lower()
@@ -288,10 +288,9 @@ def test_a_month_of_history(browser: Any, tmp_path: Path, span: str) -> None:
     ledger = tmp_path / "ledger.sqlite3"
     fill(ledger, 20_000, days=35)
     with ui_server("--ledger", str(ledger), "--state", str(tmp_path / "none.sqlite3")) as (url, _proc):
-        tab = Page(browser, viewport={"width": 1280, "height": 800})
+        tab = Page(browser)
         page = tab.page
-        page.goto(url)
-        renders = wait_render(page)
+        renders = tab.open(url)
         page.select_option("#range", span)
         wait_render(page, renders)
         rng = page.locator("#range-shown")
@@ -322,10 +321,9 @@ def test_the_page_follows_a_growing_ledger(browser: Any, tmp_path: Path) -> None
     ledger = tmp_path / "ledger.sqlite3"
     fill(ledger, 300, days=0.5)
     with ui_server("--ledger", str(ledger), "--state", str(tmp_path / "none.sqlite3")) as (url, _proc):
-        tab = Page(browser, viewport={"width": 1280, "height": 800})
+        tab = Page(browser)
         page = tab.page
-        page.goto(url)
-        renders = wait_render(page)
+        renders = tab.open(url)
         calls = page.locator("[data-key='totals.calls']").first
         assert calls.get_attribute("data-value") == "300"
         fill(ledger, 45, days=0.01, seed=2)  # as an instrumented app would, while the page is open

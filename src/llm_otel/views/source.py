@@ -87,7 +87,8 @@ class LedgerSource:
 
     def rows_between(self, conn: sqlite3.Connection, lo: float, hi: float) -> Iterator[tuple[Any, ...]]:
         """Rows with ``lo <= ts < hi`` (through the time index) in the cells' row shape."""
-        yield from _fetch(conn.execute(ROW_SQL + " WHERE ts >= ? AND ts < ?", (lo, hi)))
+        for batch in _batches(conn.execute(ROW_SQL + " WHERE ts >= ? AND ts < ?", (lo, hi))):
+            yield from batch
 
     def dims_id(self, row: tuple[Any, ...]) -> int:
         key = (row[R_PROVIDER], row[R_OPERATION], row[R_MODEL], row[R_SERVICE], row[R_ATTRS])
@@ -119,7 +120,7 @@ class LedgerSource:
         hours = self.hours
         dims_id = self.dims_id
         added = 0
-        for batch in iter(lambda: cursor.fetchmany(_FETCH), []):
+        for batch in _batches(cursor):
             for row in batch:
                 hour = int(row[R_TS] // HOUR) * HOUR
                 cells = hours.get(hour)
@@ -145,12 +146,9 @@ def _ensure_ln(conn: sqlite3.Connection) -> None:
         conn.create_function("ln", 1, math.log, deterministic=True)
 
 
-def _fetch(cursor: sqlite3.Cursor) -> Iterator[tuple[Any, ...]]:
-    while True:
-        batch = cursor.fetchmany(_FETCH)
-        if not batch:
-            return
-        yield from batch
+def _batches(cursor: sqlite3.Cursor) -> Iterator[list[tuple[Any, ...]]]:
+    """The cursor's rows, ``_FETCH`` at a time (memory stays flat on a big ledger)."""
+    return iter(lambda: cursor.fetchmany(_FETCH), [])
 
 
 def _why(exc: sqlite3.Error) -> str:
