@@ -115,30 +115,39 @@ class PriceBook:
             provider, sep, model = key.partition(":")
             if sep and model == "*":
                 self._provider_prices[provider] = price
-        self._cache: dict[tuple[str, str, int], _GenaiPricesModel | None] = {}
+        # (provider, model) -> (UTC day, price): prices can change by date, so an entry holds for its day only.
+        self._cache: dict[tuple[str, str], tuple[int, LinearPrice | _GenaiPricesModel | None]] = {}
         self._lock = threading.Lock()
 
     def cost(self, provider: str, model: str | None, usage: Usage) -> float | None:
         """USD for ``usage`` of ``model``, or None when the model has no known price."""
         if not model or not usage.known:
             return None
-        if self._overrides or self._provider_prices:
-            override = self._overrides.get(f"{provider}:{model}") or self._overrides.get(model)
-            if override is None:
-                override = self._provider_prices.get(provider)
-            if override is not None:
-                return override.cost(usage)
-        key = (provider, model, int(time.time() // 86400))  # prices can change by date: one entry per UTC day
-        entry = self._cache.get(key, _MISSING)
-        if entry is _MISSING:
-            entry = self._lookup(provider, model, _dt.datetime.now(_dt.UTC))
+        day = int(time.time() // 86400)
+        hit = self._cache.get((provider, model))
+        if hit is None or hit[0] != day:
+            price = self._resolve(provider, model)
             with self._lock:
-                self._cache[key] = entry
-        if entry is None:
+                if len(self._cache) >= _CACHE_MAX:
+                    self._cache.clear()
+                self._cache[(provider, model)] = (day, price)
+        else:
+            price = hit[1]
+        if price is None:
             return None
-        if entry.linear is not None:
-            return entry.linear.cost(usage)
-        return entry.cost(usage, _dt.datetime.now(_dt.UTC))
+        if type(price) is LinearPrice:
+            return price.cost(usage)
+        return price.cost(usage, _dt.datetime.now(_dt.UTC))  # type: ignore[union-attr]
+
+    def _resolve(self, provider: str, model: str) -> LinearPrice | _GenaiPricesModel | None:
+        """The price of ``model`` today: flat coefficients when they are linear, else genai-prices' model."""
+        override = self._overrides.get(f"{provider}:{model}") or self._overrides.get(model)
+        if override is None:
+            override = self._provider_prices.get(provider)
+        if override is not None:
+            return override
+        entry = self._lookup(provider, model, _dt.datetime.now(_dt.UTC))
+        return entry.linear if entry is not None and entry.linear is not None else entry
 
     @staticmethod
     def _lookup(provider: str, model: str, when: _dt.datetime) -> _GenaiPricesModel | None:
@@ -155,7 +164,7 @@ class PriceBook:
         return _GenaiPricesModel(gp_model, gp_provider, when)
 
 
-_MISSING: Any = object()
+_CACHE_MAX = 4_096  # (provider, model) pairs; past this the cache starts over
 
 
 def pricing_data_version() -> str:

@@ -2,18 +2,19 @@
 
 On the caller's thread, per call: ``gen_ai.client.operation.duration``, ``gen_ai.client.token.usage`` (input,
 output) and, for streams, ``gen_ai.client.operation.time_to_first_chunk``: what the GenAI conventions define
-per call, and what every instrumentation pays. Everything else costs a few dictionary updates:
+per call, and what every instrumentation pays. Everything else costs the caller one append to a queue of
+plain values, which the SDK's collection folds in:
 
 - counters and gauges (``llm_otel.tokens`` by type, cost, unpriced calls, retries, rate-limit headroom in
-  requests and in tokens) are running totals per attribute set, reported by observable instruments when the
-  SDK collects;
+  requests and in tokens) are running totals per attribute set, reported by observable instruments;
 - our other histograms (request cost, tokens per second, burst, throttle wait, time per output chunk) are
-  queued and recorded into their histograms when the SDK collects (or once ``DEFERRED_MAX`` calls are
-  queued), so per-chunk and per-extension points never run on the call path.
+  recorded into their histograms then, so per-chunk and per-extension points never run on the call path.
 
-Attribute sets are built once per series (provider, operation, models, server, error, allow-listed keys)
-and reused. See docs/decisions.md, "What a call pays for metrics". Totals and queued points belong to the
-meter (``_Aggregates``), whose observable instruments report them: every sink on that meter adds to them.
+The queue is folded at every collection (and on the caller's thread once ``DEFERRED_MAX`` calls wait), so
+every export carries exact totals. Attribute sets are built once per series (provider, operation, models,
+server, error, allow-listed keys) and reused. See docs/decisions.md, "What a call pays for metrics". Totals
+and the queue belong to the meter (``_Aggregates``), whose observable instruments report them: every sink on
+that meter adds to them.
 
 When llm-otel builds the meter provider itself, it exports every ``DEFAULT_EXPORT_INTERVAL_MS`` unless
 ``OTEL_METRIC_EXPORT_INTERVAL`` is set (docs/metrics.md, "Export interval and dashboards").
@@ -25,15 +26,16 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from .. import semconv as sc
 from ..core.result import CallResult
+from ..core.usage import Usage
 
 SCOPE = "llm_otel"
-DEFERRED_MAX = 5_000  # calls whose deferred points wait for a collection; past this the queue is recorded at once
+DEFERRED_MAX = 5_000  # calls waiting for a collection; past this the queue is folded at once
 _SERIES_MAX = 2_000  # distinct attribute sets kept; past this new ones share one overflow series
 _KINDS = sc.TOKEN_TYPES  # input, output, cache_read, cache_write, reasoning (Usage field order)
 # The SDK's default (60 s) leaves Grafana's shortest rate() window, $__rate_interval = 4 x the datasource's
@@ -100,6 +102,23 @@ class _Series:
         self.retries: dict[str, int] = {}
 
 
+class _Pending(NamedTuple):
+    """What one call adds to the totals and histograms, queued until the next collection."""
+
+    series: _Series
+    usage: Usage | None
+    cost: float | None
+    complete: bool
+    retry_reasons: tuple[tuple[str, int], ...]
+    throttle_wait: float
+    rate: float | None
+    burst: float | None
+    chunk_times: tuple[float, ...] | None
+    headroom: _Series | None  # the series the rate-limit headroom belongs to (None: no header seen)
+    rl_requests: int | None
+    rl_tokens: int | None
+
+
 class _Aggregates:
     """The running totals and queued points behind one meter's llm-otel instruments, and their callbacks.
 
@@ -112,8 +131,8 @@ class _Aggregates:
         self.lock = threading.Lock()
         self.series: dict[tuple[Any, ...], _Series] = {}
         self.headroom: dict[int, list[Any]] = {}  # id(series) -> [attrs, requests, tokens]
-        # (series, cost, throttle wait, tokens/s, burst, chunk times): values only, so no span is kept alive
-        self.deferred: list[tuple[Any, ...]] = []
+        # One ``_Pending`` per call not yet folded: values only, so no span or exception is kept alive.
+        self.deferred: list[_Pending] = []
         self.instruments: dict[bool, Instruments] = {}
         self._latest = False
         counter = meter.create_observable_counter
@@ -164,28 +183,58 @@ class _Aggregates:
 
     # --- at collection --------------------------------------------------------------------------------------
     def record_deferred(self) -> None:
-        """Record the queued histogram points (runs when the SDK collects; safe to call any time)."""
+        """Fold the queued calls into the totals and record their histogram points (runs when the SDK collects;
+        safe to call any time, from any thread)."""
         with self.lock:
             if not self.deferred:
                 return
             batch, self.deferred = self.deferred, []
+            self._fold(batch)
         inst = self.instruments.get(False) or self.instruments[True]
         cost, tps, burst = inst.request_cost.record, inst.tokens_per_second.record, inst.burst_tokens_per_second.record
         throttle, gap = inst.throttle_wait.record, inst.time_per_output_chunk.record
-        for series, usd, wait, rate, peak, times in batch:
-            attrs = series.attrs
-            if usd is not None:
-                cost(usd, attrs)
-            throttle(wait, attrs)  # failed calls too: a call that exhausted its retries on 429s lost all of it
-            if rate is not None:
-                tps(rate, attrs)
-            if peak is not None:
-                burst(peak, attrs)
+        for p in batch:
+            attrs = p.series.attrs
+            if p.cost is not None:
+                cost(p.cost, attrs)
+            throttle(p.throttle_wait, attrs)  # failed calls too: a call that exhausted its retries on 429s lost all
+            if p.rate is not None:
+                tps(p.rate, attrs)
+            if p.burst is not None:
+                burst(p.burst, attrs)
+            times = p.chunk_times
             if times:
                 prev = times[0]
                 for t in times[1:]:
                     gap(t - prev, attrs)
                     prev = t
+
+    def _fold(self, batch: list[_Pending]) -> None:
+        """Add queued calls to the running totals, in call order (under ``self.lock``)."""
+        headroom = self.headroom
+        for p in batch:
+            series, usage = p.series, p.usage
+            if usage is not None:
+                tokens = series.tokens
+                counts = (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
+                          usage.reasoning_tokens)  # fmt: skip
+                for i, n in enumerate(counts):
+                    if n is not None:
+                        tokens[i] = (tokens[i] or 0) + n
+                if p.cost is not None:
+                    series.cost = (series.cost or 0.0) + p.cost
+                elif p.complete:
+                    series.unpriced += 1
+            for reason, n in p.retry_reasons:
+                series.retries[reason] = series.retries.get(reason, 0) + n
+            if p.headroom is not None:
+                slot = headroom.get(id(p.headroom))
+                if slot is None:
+                    slot = headroom[id(p.headroom)] = [p.headroom.attrs, None, None]
+                if p.rl_requests is not None:
+                    slot[1] = p.rl_requests
+                if p.rl_tokens is not None:
+                    slot[2] = p.rl_tokens
 
     def _snapshot(self) -> list[_Series]:
         self.record_deferred()
@@ -216,7 +265,7 @@ class _Aggregates:
                 yield Observation(n, {**s.attrs, sc.RETRY_REASON: reason})
 
     def _headroom_observer(self, index: int) -> Callable[[CallbackOptions], list[Observation]]:
-        """Callback of one headroom gauge: slot ``index`` 1 is requests, 2 is tokens (see ``_set_headroom``)."""
+        """Callback of one headroom gauge: slot ``index`` 1 is requests, 2 is tokens (see ``_fold``)."""
 
         def observe(options: CallbackOptions) -> list[Observation]:
             self.record_deferred()
@@ -292,44 +341,20 @@ class MetricsSink:
             inst.time_to_first_chunk.record(r.time_to_first_chunk_s, series.attrs)
             if inst.latest_ttfc is not None:
                 inst.latest_ttfc.record(r.time_to_first_chunk_s, series.attrs)
-        agg = self._agg
-        with self._lock:
-            if usage is not None:
-                tokens = series.tokens
-                counts = (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
-                          usage.reasoning_tokens)  # fmt: skip
-                for i, n in enumerate(counts):
-                    if n is not None:
-                        tokens[i] = (tokens[i] or 0) + n
-                if r.cost_usd is not None:
-                    series.cost = (series.cost or 0.0) + r.cost_usd
-                elif r.usage_complete:
-                    series.unpriced += 1
-            for reason, n in r.retry_reasons:
-                series.retries[reason] = series.retries.get(reason, 0) + n
-            deferred = agg.deferred
-            deferred.append(
-                (series, r.cost_usd, r.throttle_wait_s, r.tokens_per_second, r.burst_tokens_per_second, r.chunk_times)
-            )
-            backlog = len(deferred)
+        headroom = None
         if r.ratelimit_requests is not None or r.ratelimit_tokens is not None:
             # Headroom belongs to the account and server, not to a tenant or an error: no context keys.
-            self._set_headroom(r, series if not self._keys and r.error_type is None else None)
+            headroom = series if not self._keys and r.error_type is None else self._series_for(r, with_context=False)
+        pending = _Pending(series, usage, r.cost_usd, r.usage_complete, r.retry_reasons, r.throttle_wait_s,
+                           r.tokens_per_second, r.burst_tokens_per_second, r.chunk_times, headroom,
+                           r.ratelimit_requests, r.ratelimit_tokens)  # fmt: skip
+        agg = self._agg
+        with self._lock:
+            deferred = agg.deferred
+            deferred.append(pending)
+            backlog = len(deferred)
         if backlog >= DEFERRED_MAX:
             agg.record_deferred()
-
-    def _set_headroom(self, r: CallResult, series: _Series | None) -> None:
-        if series is None:
-            series = self._series_for(r, with_context=False)
-        headroom = self._agg.headroom
-        with self._lock:
-            slot = headroom.get(id(series))
-            if slot is None:
-                slot = headroom[id(series)] = [series.attrs, None, None]
-            if r.ratelimit_requests is not None:
-                slot[1] = r.ratelimit_requests
-            if r.ratelimit_tokens is not None:
-                slot[2] = r.ratelimit_tokens
 
     # --- at collection --------------------------------------------------------------------------------------
     def record_deferred(self) -> None:

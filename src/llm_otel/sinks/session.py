@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..core.result import CallResult
 
@@ -22,35 +23,55 @@ class ModelTotals:
 
 
 class SessionTotals:
-    """The session-totals sink: a thread-safe accumulator fed by every finished call."""
+    """The session-totals sink: a thread-safe accumulator fed by every finished call.
+
+    A call costs one append; totals are folded in when they are read (``snapshot``) or when
+    ``_FOLD_AT`` calls wait."""
+
+    _FOLD_AT = 1_000
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._totals: dict[tuple[str, str], ModelTotals] = {}
+        # Values only (no span or exception kept alive): provider, model, usage, cost, usage complete, error,
+        # throttle wait, retries.
+        self._pending: list[tuple[Any, ...]] = []
 
     def on_usage(self, rec: CallResult) -> None:
-        key = (rec.provider, rec.response_model or rec.request_model or "unknown")
-        counts = rec.usage.by_type() if rec.usage is not None else {}
+        item = (rec.provider, rec.response_model or rec.request_model or "unknown", rec.usage, rec.cost_usd,
+                rec.usage_complete, rec.error_type is not None, rec.throttle_wait_s, rec.retries)  # fmt: skip
         with self._lock:
-            totals = self._totals.get(key)
+            pending = self._pending
+            pending.append(item)
+            if len(pending) >= self._FOLD_AT:
+                self._fold()
+
+    def _fold(self) -> None:
+        """Add the waiting calls to the totals (under ``self._lock``)."""
+        pending, self._pending = self._pending, []
+        all_totals = self._totals
+        for provider, model, usage, cost, complete, failed, throttle_wait, retries in pending:
+            totals = all_totals.get((provider, model))
             if totals is None:
-                totals = self._totals[key] = ModelTotals()
+                totals = all_totals[(provider, model)] = ModelTotals()
             totals.calls += 1
-            if rec.error_type:
+            if failed:
                 totals.errors += 1
-            tokens = totals.tokens
-            for kind, n in counts.items():
-                tokens[kind] = tokens.get(kind, 0) + n
-            if rec.cost_usd is not None:
-                totals.cost_usd += rec.cost_usd
-            elif rec.usage_complete:
+            if usage is not None:
+                tokens = totals.tokens
+                for kind, n in usage.by_type().items():
+                    tokens[kind] = tokens.get(kind, 0) + n
+            if cost is not None:
+                totals.cost_usd += cost
+            elif complete:
                 totals.unpriced_calls += 1
-            totals.throttle_wait_s += rec.throttle_wait_s
-            totals.retries += rec.retries
+            totals.throttle_wait_s += throttle_wait
+            totals.retries += retries
 
     def snapshot(self) -> dict[tuple[str, str], ModelTotals]:
         """A deep copy keyed by (provider, model)."""
         with self._lock:
+            self._fold()
             return {
                 k: ModelTotals(
                     v.calls, v.errors, dict(v.tokens), v.cost_usd, v.unpriced_calls, v.throttle_wait_s, v.retries
@@ -61,3 +82,4 @@ class SessionTotals:
     def clear(self) -> None:
         with self._lock:
             self._totals.clear()
+            self._pending.clear()
