@@ -10,7 +10,7 @@ from telemetry_capture import Capture
 
 from llm_otel.demo.simulated_provider import SimulatedProvider
 
-pytest_plugins = ["test_budget_support"]  # the budget tests' fixtures: clock, state, make_proc
+pytest_plugins = ["test_budget_support", "budget_fleet"]  # budget fixtures: clock, state, make_proc, fleet
 
 
 @pytest.fixture(scope="session")

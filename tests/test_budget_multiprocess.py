@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import textwrap
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,62 +13,15 @@ PROCESSES = 4
 CALLS = 250
 PER_CALL = 20  # the simulated provider's default usage: 12 input + 8 output tokens
 
-APP = """
-import json, os, sys, time
-import llm_otel, openai
 
-base_url, state, out, ready, go, tz = sys.argv[1:]
-sink = open(out, "w")
-
-def on_alert(a):
-    sink.write(json.dumps({"pid": os.getpid(), "budget": a.budget, "group": a.group, "threshold": a.threshold,
-                           "used": a.used}) + "\\n")
-    sink.flush()
-
-llm_otel.instrument(
-    ledger=False, budget_state=state, on_alert=on_alert,
-    budgets=[
-        {"name": "fleet", "limit": 18000, "unit": "tokens", "period": "daily", "timezone": tz, "forecast": False},
-        {"name": "per-tenant", "limit": 9000, "unit": "tokens", "period": "1d", "group_by": "tenant"},
-    ],
-)
-client = openai.OpenAI(base_url=base_url, api_key="x", max_retries=0)
-open(ready, "w").close()
-while not os.path.exists(go):
-    time.sleep(0.002)
-for i in range(%(calls)d):
-    with llm_otel.context(tenant="t%%d" %% (i %% 2)):
-        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
-llm_otel.uninstrument()
-print("DONE")
-"""
-
-
-def _noon_zone() -> str:
-    """A fixed-offset zone where it is about noon now, so the daily window cannot roll over mid-test."""
-    offset = 12 - datetime.now(UTC).hour  # -11 .. 12
-    return f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}" if offset else "UTC"
-
-
-def test_four_processes_spend_into_one_budget_with_exact_totals_and_each_alert_once(sim: Any, tmp_path: Path) -> None:
-    app = tmp_path / "app.py"
-    app.write_text(textwrap.dedent(APP % {"calls": CALLS}))
-    state, go = tmp_path / "budgets.sqlite3", tmp_path / "go"
+def test_four_processes_spend_into_one_budget_with_exact_totals_and_each_alert_once(
+    sim: Any, tmp_path: Path, fleet: Any
+) -> None:
+    state = tmp_path / "budgets.sqlite3"
     started = time.monotonic()
-    procs = []
-    for i in range(PROCESSES):
-        args = [sim.openai_base_url, str(state), str(tmp_path / f"alerts-{i}.jsonl"), str(tmp_path / f"ready-{i}"),
-                str(go), _noon_zone()]  # fmt: skip
-        procs.append(subprocess.Popen([sys.executable, str(app), *args], stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))  # fmt: skip
-    deadline = time.monotonic() + 30
-    while not all((tmp_path / f"ready-{i}").exists() for i in range(PROCESSES)):
-        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), [p.communicate() for p in procs]
-        time.sleep(0.01)
-    go.touch()  # all four spend at once
-    for p in procs:
-        out, err = p.communicate(timeout=60)
-        assert p.returncode == 0 and "DONE" in out, err
+    f = fleet(sim.openai_base_url, str(state), PROCESSES, CALLS, 0.0)
+    f.go()  # all four spend at once
+    f.finish(timeout=60)
     elapsed = time.monotonic() - started
 
     served = sim.served_usage()[("openai.chat", "gpt-4o-mini")]
@@ -87,7 +35,7 @@ def test_four_processes_spend_into_one_budget_with_exact_totals_and_each_alert_o
     assert calls == [("fleet", PROCESSES * CALLS), ("per-tenant", PROCESSES * CALLS)]
 
     # each threshold fired once between the four processes, by the call that crossed it in the file's order
-    alerts = [json.loads(line) for i in range(PROCESSES) for line in (tmp_path / f"alerts-{i}.jsonl").open()]
+    alerts = f.alerts()
     counts = Counter((a["budget"], a["group"], a["threshold"]) for a in alerts)
     expected = [("fleet", "", t) for t in ("0.5", "0.7", "0.8", "1.0")]
     expected += [("per-tenant", g, t) for g in ("t0", "t1") for t in ("0.5", "0.7", "0.8", "1.0")]
