@@ -23,7 +23,6 @@ import os
 import sqlite3
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +33,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from .. import semconv as sc
 from ..core.result import CallInfo, UsageRecord
 from ..errors import BudgetExceeded
+from ..sinks.metrics import stop_reporting_budgets
 from ..sinks.writer import Writer
 from .alerts import BudgetAlert, Callback, Emitter
 from .rules import (
@@ -153,7 +153,7 @@ class BudgetProcessor:
     def bind(self, runtime: Any) -> None:
         """Called by the runtime: telemetry instruments, logger and the service name for ``scope.service``."""
         self._emitter.bind(runtime)
-        _utilization_gauge(runtime.metrics.meter).add(self)
+        runtime.metrics.report_budgets(self)
         if self._service is None:
             self._service = runtime.settings.service_name or _resource_service(runtime)
         self._routes.clear()
@@ -406,7 +406,7 @@ class BudgetProcessor:
 
     def closed(self) -> None:
         """The writer stopped after its final commit: close the state store; the gauge stops reporting it."""
-        _stop_reporting(self)
+        stop_reporting_budgets(self)
         if (self._held or self._folded) and self._redis is not None and self._redis.online:
             self._redis.settle()  # back from an outage moments ago: send what is held rather than lose it
             self._commit([])
@@ -836,7 +836,7 @@ class BudgetProcessor:
     def close(self) -> None:
         """Commit what is queued. A processor with a writer of its own also stops that writer (and so closes
         the state store); a shared writer closes it when it stops."""
-        _stop_reporting(self)
+        stop_reporting_budgets(self)
         if self._own_writer:
             self._writer.close()
         else:
@@ -884,36 +884,6 @@ class BudgetProcessor:
     def _observe_utilization(self, options: CallbackOptions) -> list[Observation]:
         """``llm_otel.budget.utilization`` at collection time: this process's view of each current window."""
         return [Observation(used / a.limit, a.attrs(group)) for a, group, _st, used in self._current()]
-
-
-#: Per meter, the processors its ``llm_otel.budget.utilization`` gauge reports. An SDK meter registers an
-#: instrument name once and keeps the callbacks it was first given, so the gauge is created once per meter and
-#: reports whichever processors are bound to it now (``instrument()`` again on the same meter provider).
-_GAUGES: weakref.WeakKeyDictionary[Any, weakref.WeakSet[BudgetProcessor]] = weakref.WeakKeyDictionary()
-_GAUGES_LOCK = threading.Lock()
-
-
-def _utilization_gauge(meter: Any) -> weakref.WeakSet[BudgetProcessor]:
-    """The processors ``meter``'s utilization gauge reports (the gauge is created on first use)."""
-    with _GAUGES_LOCK:
-        reporters = _GAUGES.get(meter)
-        if reporters is None:
-            reporters = weakref.WeakSet()
-
-            def observe(options: CallbackOptions) -> list[Observation]:
-                return [obs for proc in list(reporters) for obs in proc._observe_utilization(options)]
-
-            meter.create_observable_gauge(sc.METRIC_BUDGET_UTILIZATION, [observe], unit="1",
-                                          description="Budget used / limit in the current window.")  # fmt: skip
-            with contextlib.suppress(TypeError):  # a meter that cannot be weakly referenced: not remembered
-                _GAUGES[meter] = reporters
-        return reporters
-
-
-def _stop_reporting(proc: BudgetProcessor) -> None:
-    with _GAUGES_LOCK:
-        for reporters in _GAUGES.values():
-            reporters.discard(proc)
 
 
 def _live_before(totals: Mapping[int, float], live: float, bucket: int, prev: float) -> float:

@@ -135,6 +135,7 @@ class _Aggregates:
         self.deferred: list[_Pending] = []
         self.instruments: dict[bool, Instruments] = {}
         self._latest = False
+        self._budget_reporters: weakref.WeakSet[Any] | None = None  # what the budget utilization gauge reports
         counter = meter.create_observable_counter
         counter(sc.METRIC_TOKENS, [self._observe_tokens], unit="{token}",
                 description="Tokens by type (input includes cache; output reasoning).")  # fmt: skip
@@ -180,6 +181,17 @@ class _Aggregates:
                         unit="{token}",
                     )
             return inst
+
+    def report_budgets(self, processor: Any) -> None:
+        """Have this meter's ``llm_otel.budget.utilization`` gauge report ``processor`` (held weakly; the gauge is
+        created on first use) through its ``_observe_utilization(options)``."""
+        with _AGGREGATES_LOCK:
+            if self._budget_reporters is None:
+                self._budget_reporters = weakref.WeakSet()
+                self.meter.create_observable_gauge(
+                    sc.METRIC_BUDGET_UTILIZATION, [self._observe_utilization], unit="1",
+                    description="Budget used / limit in the current window.")  # fmt: skip
+            self._budget_reporters.add(processor)
 
     # --- at collection --------------------------------------------------------------------------------------
     def record_deferred(self) -> None:
@@ -275,9 +287,22 @@ class _Aggregates:
 
         return observe
 
+    def _observe_utilization(self, options: CallbackOptions) -> list[Observation]:
+        return [obs for proc in list(self._budget_reporters or ()) for obs in proc._observe_utilization(options)]
+
 
 _AGGREGATES: weakref.WeakKeyDictionary[Any, _Aggregates] = weakref.WeakKeyDictionary()
 _AGGREGATES_LOCK = threading.RLock()
+
+
+def stop_reporting_budgets(processor: Any) -> None:
+    """No utilization gauge reports ``processor`` any more (its writer has closed)."""
+    with _AGGREGATES_LOCK:
+        for agg in list(_AGGREGATES.values()):
+            if agg._budget_reporters is not None:
+                agg._budget_reporters.discard(processor)
+
+
 _NO_CONTEXT: dict[str, str] = {}
 
 
@@ -355,6 +380,10 @@ class MetricsSink:
             backlog = len(deferred)
         if backlog >= DEFERRED_MAX:
             agg.record_deferred()
+
+    def report_budgets(self, processor: Any) -> None:
+        """Report ``processor``'s budgets on the ``llm_otel.budget.utilization`` gauge of this sink's meter."""
+        self._agg.report_budgets(processor)
 
     # --- at collection --------------------------------------------------------------------------------------
     def record_deferred(self) -> None:
