@@ -34,7 +34,7 @@ from .. import semconv as sc
 from ..core.result import CallInfo, UsageRecord
 from ..errors import BudgetExceeded
 from ..sinks.metrics import stop_reporting_budgets
-from ..sinks.writer import Writer
+from ..sinks.writer import CATCH_UP_AT, Writer
 from .alerts import BudgetAlert, Callback, Emitter
 from .rules import (
     PROJECTED,
@@ -260,6 +260,8 @@ class BudgetProcessor:
             # Queued under the lock: the writer replays calls in the order they changed this view.
             span = record.span  # its context is formatted into ids on the writer, only if an alert needs them
             self._lane.put((now, span.get_span_context() if span is not None else None, seg, cost, tokens))
+        if len(self._lane.items) >= CATCH_UP_AT:
+            self._lane.catch_up()  # outside the lock: the writer takes it
         if crossed and record.span is not None:
             for alert in crossed:
                 with contextlib.suppress(Exception):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.result import CallResult
-from .writer import Writer
+from .writer import CATCH_UP_AT, Writer
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,10 @@ class Ledger:
         return self._lane.dropped + self.lost
 
     def on_usage(self, record: CallResult) -> None:
-        self._lane.put(_queued_row(record, self._service))
+        lane = self._lane
+        lane.put(_queued_row(record, self._service))
+        if len(lane.items) >= CATCH_UP_AT:
+            lane.catch_up()
 
     def write(self, batch: list[tuple[Any, ...]]) -> None:
         """Insert queued rows (writer thread). On an error, warn once and drop rows for ``RETRY_OPEN_S``."""

@@ -4,7 +4,8 @@ A sink registers a ``WriterClient`` and gets a ``Lane``: ``lane.put(item)`` is a
 (a deque append, no lock, no wake-up). The thread wakes every ``interval_s`` of its most impatient client,
 hands each client the items waiting in its lane (at most ``batch_max`` per cycle, everything on ``flush()``),
 and lets it do periodic work (``tick``). Lanes are bounded: past ``max_backlog`` items a lane drops new
-ones, counts them and warns once. At interpreter exit every writer flushes and stops; after ``fork()`` the
+ones, counts them and warns once. A lane ``CATCH_UP_AT`` items behind makes its caller wait for the writer
+(``Lane.catch_up``). At interpreter exit every writer flushes and stops; after ``fork()`` the
 child starts with empty lanes (the parent writes what was queued) and its own thread on first use.
 """
 
@@ -21,6 +22,15 @@ from typing import Any, Protocol
 from ..core.call import end_orphans
 
 log = logging.getLogger("llm_otel")
+
+# A CPU-bound app thread that drops the GIL briefly and often (the openai SDK reads os.urandom on every call)
+# keeps it from this thread for seconds at a time: CPython hands the GIL to a waiting thread only after 5 ms
+# without a switch, and every brief drop counts as one. The queue then grows without bound, and so does the
+# process's memory (rows queued for seconds fragment the allocator's arenas). So once a lane is CATCH_UP_AT
+# items behind, the caller that queued the last one waits while the writer writes them (about 10 µs per ledger
+# row: some 10-25 ms per 1,000 calls). An app whose calls wait on the network never gets here.
+CATCH_UP_AT = 1_000
+CATCH_UP_TIMEOUT_S = 2.0  # past this the caller goes on, and no caller waits again until the lane has drained
 
 
 class WriterClient(Protocol):
@@ -44,7 +54,7 @@ class WriterClient(Protocol):
 class Lane:
     """A client's queue; ``put`` is the only call made on the caller's thread."""
 
-    __slots__ = ("client", "dropped", "items", "last_write", "limit", "writer")
+    __slots__ = ("client", "dropped", "items", "last_write", "limit", "stalled", "writer")
 
     def __init__(self, writer: Writer, client: WriterClient) -> None:
         self.writer = writer
@@ -53,6 +63,7 @@ class Lane:
         self.limit = client.max_backlog
         self.dropped = 0
         self.last_write = 0.0
+        self.stalled = False
 
     def put(self, item: Any) -> bool:
         """Queue ``item`` for the writer thread. False (and counted) when the lane is full."""
@@ -65,6 +76,19 @@ class Lane:
         if self.writer._thread is None:
             self.writer._start()
         return True
+
+    def catch_up(self) -> None:
+        """Wait until the writer has written what is queued (sinks call it, holding no lock, once the lane is
+        ``CATCH_UP_AT`` items behind). Not on the writer's own thread, nor while a wait that timed out has
+        left the lane behind."""
+        writer = self.writer
+        thread = writer._thread
+        if self.stalled or thread is None or writer._closed or thread is threading.current_thread():
+            return
+        if not writer.flush(CATCH_UP_TIMEOUT_S):
+            self.stalled = True
+            log.warning("llm-otel: %s is %d items behind and did not catch up in %.0f s; calls go on without "
+                        "waiting for it", self.client.name, len(self.items), CATCH_UP_TIMEOUT_S)  # fmt: skip
 
 
 class Writer:
@@ -136,6 +160,8 @@ class Writer:
                 self._guard(client.write, client, batch)
                 if not force:
                     break
+            if lane.stalled and len(items) < CATCH_UP_AT:
+                lane.stalled = False
         self._guard(client.tick, client, force)
 
     @staticmethod
