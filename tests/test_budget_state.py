@@ -167,6 +167,26 @@ def test_cli_reset_starts_the_window_over_for_running_processes(make_proc: Any, 
     assert used_total(state, "daily-tokens") == 60
 
 
+def test_after_a_cli_reset_a_blocking_budget_blocks_as_soon_as_this_process_goes_over(
+    make_proc: Any, state: Path
+) -> None:
+    cap = {**TOKENS_100, "name": "hard", "action": "block"}
+    proc = make_proc([cap])
+    for _ in range(3):  # the same route, so later calls take the hot path's short loop
+        proc.on_usage(record(20))
+    proc.flush()
+    done = _cli("budget", "reset", "hard", "--state", str(state))
+    assert done.returncode == 0, done.stderr
+    proc.flush()  # the running process re-reads the file: the window starts over
+    proc.before_call(CALL)
+    proc.on_usage(record(70))
+    proc.before_call(CALL)  # 70 of 100
+    proc.on_usage(record(40))  # 110: over, in this process's view at once (no commit, no refresh needed)
+    with pytest.raises(llm_otel.BudgetExceeded) as exc:
+        proc.before_call(CALL)
+    assert (exc.value.used, exc.value.limit) == (110, 100)
+
+
 def test_cli_status_shows_every_budget_group_window_and_fired_threshold(
     make_proc: Any, state: Path, tmp_path: Path
 ) -> None:

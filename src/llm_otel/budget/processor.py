@@ -45,7 +45,7 @@ from .rules import (
     scope_matches,
 )
 from .store import Fired, Mark, MemoryStore, SqliteStore, Store, StoreUnavailable, classify, default_path
-from .view import INF, NEG, Active, Batch, Route, Segment, State, amount_of, decide, jumped, next_at, token_sum
+from .view import INF, NEG, Active, Batch, Route, Segment, Slot, State, amount_of, decide, jumped, next_at, token_sum
 
 log = logging.getLogger("llm_otel.budget")
 
@@ -88,6 +88,7 @@ class BudgetProcessor:
         for a in self._active:
             if a.tokens:
                 a.token_set = self._token_sets.index(a.token_fields)
+                a.amount_index = 1 + a.token_set
         self._routes: dict[tuple[Any, ...], Route] = {}
         self._ends: dict[tuple[int, int], float] = {}  # (budget, window start) -> window end
         self._now: Callable[[], float] = (lambda: clock().timestamp()) if clock is not None else time.time
@@ -99,6 +100,7 @@ class BudgetProcessor:
         self._emitter = Emitter(on_alert)
         self._lock = threading.Lock()
         self._states: dict[tuple[int, str], State] = {}
+        self._gen = 0  # bumped whenever a state is created or dropped: segments' slots are rebuilt then
         self._marks: dict[str, Mark] = {}
         self.interval_s = commit_every_s  # WriterClient: how long usage may wait before it is committed
         self.batch_max = batch
@@ -182,9 +184,7 @@ class BudgetProcessor:
             return
         self._writer.start()  # keeps this process's view of the shared totals fresh
         now = self._now()
-        for a, group, key in self._route(info.provider, info.operation, info.request_model, info.attributes).entries:
-            if not a.block:
-                continue
+        for a, group, key in self._route(info.provider, info.operation, info.request_model, info.attributes).blocking:
             st = self._states.get(key)
             if st is None or st.used < a.limit:  # (rolling: used is an upper bound until old buckets expire)
                 continue
@@ -210,34 +210,20 @@ class BudgetProcessor:
         now = self._now()
         cost = record.cost_usd
         tokens = tuple(token_sum(usage, fields) for fields in self._token_sets) if self._token_sets else ()
+        # What amount_of() says per budget, by a budget's amount index: 0 the USD amount (unpriced calls add
+        # 0.0), 1 + i the sum of token set i (None: the call reported none of those token types).
+        amounts = (cost if cost is not None else 0.0, *tokens)
         crossed: list[BudgetAlert] | None = None
         with self._lock:
             seg = route.segment
-            if seg is not None and not seg.start <= now < seg.end:
-                seg = None
-            entries: list[tuple[Active, str, int]] | None = [] if seg is None else None
-            start, end = NEG, INF
-            for a, group, key in route.entries:
-                st = self._states.get(key)
-                if entries is not None:  # a new segment: each budget's bucket, and how long they all hold
-                    w_start, w_end, bucket = self._bucket_at(a, st, now)
-                    entries.append((a, group, bucket))
-                    start, end = max(start, w_start), min(end, w_end)
-                # What amount_of() says, inlined on the hot path (unpriced calls add 0.0 to a USD budget).
-                amount = tokens[a.token_set] if a.tokens else (cost if cost is not None else 0.0)
-                if amount is None:  # this call reported none of the budget's token types
+            if seg is not None and seg.slots is not None and seg.gen == self._gen and seg.start <= now < seg.end:
+                slots = seg.slots  # the segment's states and buckets hold: no lookups
+            else:
+                seg, slots = self._prepare(route, seg, now, amounts)
+            for st, i, bucket, a, group, fc in slots:
+                amount = amounts[i]
+                if amount is None:
                     continue
-                if a.rolling is None:
-                    if st is None or not st.start <= now < st.end:
-                        st = self._new_state(a, key, now)
-                    bucket = int(st.start)
-                else:
-                    if st is None:
-                        st = self._new_state(a, key, now)
-                    bucket = int(now // a.bucket_s) * a.bucket_s
-                    if bucket != st.bucket:
-                        st.bucket = bucket
-                        self._expire(a, st, now)
                 p = st.pending.get(bucket)
                 if p is None:
                     st.pending[bucket] = [amount, 1]
@@ -245,18 +231,16 @@ class BudgetProcessor:
                     p[0] += amount
                     p[1] += 1
                 before = st.used
-                st.used += amount
-                if st.used >= st.next_at or (
-                    a.forecast
+                used = st.used = before + amount
+                if used >= st.next_at or (
+                    fc
                     and now >= st.fc_from
-                    and st.used * st.fc_span > a.limit * (now - st.fc_since)
+                    and used * st.fc_span > a.limit * (now - st.fc_since)
                     and PROJECTED not in st.fired
                 ):
                     found = self._cross_locally(a, st, group, now, record, before)
                     if found:
                         crossed = (crossed or []) + found
-            if entries is not None:
-                seg = route.segment = Segment(tuple(entries), start, end)
             # Queued under the lock: the writer replays calls in the order they changed this view.
             span = record.span  # its context is formatted into ids on the writer, only if an alert needs them
             self._lane.put((now, span.get_span_context() if span is not None else None, seg, cost, tokens))
@@ -266,6 +250,55 @@ class BudgetProcessor:
             for alert in crossed:
                 with contextlib.suppress(Exception):
                     record.span.add_event(sc.BUDGET_ALERT_EVENT, alert.attributes())
+
+    def _prepare(self, route: Route, seg: Segment | None, now: float, amounts: tuple[Any, ...]
+                 ) -> tuple[Segment, tuple[Slot, ...]]:  # fmt: skip
+        """Make the route's view current for a call at ``now`` (caller holds the lock): a state for every budget
+        the call adds to (a new one when its window turned; a rolling one's old buckets expired), a new
+        segment when the last one no longer holds, and the slots to count the call with. The segment keeps
+        its slots for the next calls only when every budget of the route has a current state."""
+        if seg is not None and not seg.start <= now < seg.end:
+            seg = None
+        entries: list[tuple[Active, str, int]] | None = [] if seg is None else None
+        start, end = NEG, INF
+        for a, group, key in route.entries:
+            st = self._states.get(key)
+            if entries is not None:  # a new segment: each budget's bucket, and how long they all hold
+                w_start, w_end, bucket = self._bucket_at(a, st, now)
+                entries.append((a, group, bucket))
+                start, end = max(start, w_start), min(end, w_end)
+            if amounts[a.amount_index] is None:
+                continue  # adds nothing: no state needed
+            if a.rolling is None:
+                if st is None or not st.start <= now < st.end:
+                    self._new_state(a, key, now)
+            else:
+                if st is None:
+                    st = self._new_state(a, key, now)
+                bucket = int(now // a.bucket_s) * a.bucket_s
+                if bucket != st.bucket:
+                    st.bucket = bucket
+                    self._expire(a, st, now)
+        if entries is not None:
+            seg = route.segment = Segment(tuple(entries), start, end)
+        slots, complete = self._slots(route, seg)
+        seg.slots, seg.gen = (slots if complete else None), self._gen
+        return seg, slots
+
+    def _slots(self, route: Route, seg: Segment) -> tuple[tuple[Slot, ...], bool]:
+        """The slots of the route's budgets whose state covers ``seg``, and whether that is all of them (not
+        when a token budget's types were never reported on this route, or its state is from an older window)."""
+        slots = []
+        for (a, group, key), (_a, _group, bucket) in zip(route.entries, seg.entries, strict=True):
+            st = self._states.get(key)
+            if st is None:
+                continue
+            if a.rolling is None and not (st.start <= seg.start and seg.end <= st.end):
+                continue
+            if a.rolling is not None and st.bucket != bucket:
+                continue
+            slots.append((st, a.amount_index, bucket, a, group, a.forecast))
+        return tuple(slots), len(slots) == len(route.entries)
 
     def _bucket_at(self, a: Active, st: State | None, now: float) -> tuple[float, float, int]:
         """(from, until, bucket): the bucket a call at ``now`` counts into for ``a``, and how long that holds."""
@@ -287,6 +320,7 @@ class BudgetProcessor:
             st.bucket = int(now // a.bucket_s) * a.bucket_s
         st.next_at = a.first_at
         self._states[key] = st
+        self._gen += 1
         return st
 
     def _expire(self, a: Active, st: State, now: float) -> None:
@@ -700,6 +734,7 @@ class BudgetProcessor:
                     if old is not None and new.reset_at != old.reset_at:
                         for key in [k for k in self._states if k[0] == a.idx]:
                             del self._states[key]  # reset: start over from the file
+                        self._gen += 1
                     self._marks[a.name] = new
                     if old is None or new.since != old.since:
                         for key, st in self._states.items():
@@ -723,6 +758,7 @@ class BudgetProcessor:
                     if a.rolling is None and not st.start <= now < st.end:
                         if not st.pending:
                             del self._states[key]
+                            self._gen += 1
                         continue
                     self._sync(a, st, totals.get(key[1], {}), fired.get(key[1], {}), now)
 

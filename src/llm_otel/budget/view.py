@@ -26,8 +26,8 @@ class Threshold:
 class Active:
     """A budget prepared for the hot path (plain attributes; no pydantic lookups per call)."""
 
-    __slots__ = ("amounts", "block", "bucket_s", "budget", "first_at", "forecast", "gauge_attrs", "group_by", "idx",
-                 "limit", "matchers", "name", "rolling", "thresholds", "token_fields", "token_set",
+    __slots__ = ("amount_index", "amounts", "block", "bucket_s", "budget", "first_at", "forecast", "gauge_attrs",
+                 "group_by", "idx", "limit", "matchers", "name", "rolling", "thresholds", "token_fields", "token_set",
                  "tokens")  # fmt: skip
 
     def __init__(self, idx: int, budget: Budget) -> None:
@@ -43,6 +43,7 @@ class Active:
         self.tokens = budget.unit == "tokens"
         self.token_fields = tuple(USAGE_FIELDS[t] for t in budget.token_types or ())
         self.token_set = -1  # index into the processor's distinct token_fields (summed once per call)
+        self.amount_index = 0  # index into a call's amounts: 0 USD, 1 + token_set for a token budget
         self.thresholds = tuple(
             Threshold(t, t * budget.limit, threshold_label(t), budget.level_of(t)) for t in budget.thresholds
         )
@@ -94,27 +95,39 @@ class State:
         self.used = used
 
 
+#: The hot path's view of one budget in a segment: (state, index into the call's amounts (0: USD, 1 + token
+#: set), bucket, budget, group, whether its forecast is tested).
+Slot = tuple["State", int, int, Active, str, bool]
+
+
 class Segment:
     """The budgets one route of calls counts toward, each with the bucket (window) it counts into, valid for
     calls made in ``[start, end)``. A call queues its segment and its amounts, not one delta per budget: the
-    writer sums a batch per segment (a few additions per call) and spreads the sums over the budgets."""
+    writer sums a batch per segment (a few additions per call) and spreads the sums over the budgets.
 
-    __slots__ = ("buckets", "end", "entries", "start")
+    ``slots``: one ``Slot`` per budget, for the hot path's short loop while the segment holds and the
+    processor's states are the ones they were taken from (``gen``). None: calls take the full loop."""
 
-    def __init__(self, entries: tuple[tuple[Active, str, int], ...], start: float, end: float) -> None:
+    __slots__ = ("buckets", "end", "entries", "gen", "slots", "start")
+
+    def __init__(self, entries: tuple[tuple[Active, str, int], ...], start: float, end: float, gen: int = 0,
+                 slots: tuple[Slot, ...] | None = None) -> None:  # fmt: skip
         self.entries = entries  # (budget, group, bucket)
         self.buckets = {a.idx: (group, bucket) for a, group, bucket in entries}
         self.start = start
         self.end = end
+        self.gen = gen
+        self.slots = slots
 
 
 class Route:
     """The budgets calls with the same provider, operation, model and context keys count toward."""
 
-    __slots__ = ("entries", "segment")
+    __slots__ = ("blocking", "entries", "segment")
 
     def __init__(self, entries: tuple[tuple[Active, str, tuple[int, str]], ...]) -> None:
         self.entries = entries  # (budget, group, state key)
+        self.blocking = tuple(e for e in entries if e[0].block)
         self.segment: Segment | None = None
 
 
