@@ -18,6 +18,7 @@ import llm_otel
 from llm_otel import semconv as sc
 from llm_otel.budget.alerts import LIMIT, PASSED, USED, UTILIZATION, WINDOW_END, WINDOW_START
 from llm_otel.budget.processor import BudgetProcessor
+from llm_otel.core.result import CallInfo
 
 MSG = [{"role": "user", "content": "hi"}]
 T0 = datetime(2025, 6, 2, 10, 0, tzinfo=UTC)  # a Monday
@@ -339,6 +340,25 @@ def test_unpriced_calls_add_nothing_to_usd_budgets_and_token_types_choose_what_c
     [usd] = [e for e in status(store, {b.name: b for b in proc.budgets}, T0.timestamp()) if e["budget"] == "usd"]
     store.close()
     assert (usd["calls"], usd["unpriced_calls"], usd["used"]) == (2, 1, 0.25)
+
+
+def test_a_token_budget_counts_its_types_from_the_first_call_on_a_route_that_reports_them(make_proc: Any) -> None:
+    proc = make_proc([
+        {"name": "usd", "limit": 1, "period": "daily"},
+        {"name": "reasoning", "limit": 8, "unit": "tokens", "token_types": ["reasoning"], "period": "daily",
+         "action": "block"},
+    ])  # fmt: skip
+    call = CallInfo("openai", "chat", "gpt-4o-mini", {})
+    for _ in range(3):
+        proc.on_usage(record(10, 5, cost=0.01))  # no reasoning tokens reported: nothing for that budget yet
+    proc.on_usage(record(10, 5, cost=0.01, reasoning=7))
+    proc.before_call(call)  # 7 of 8
+    proc.on_usage(record(10, 5, cost=0.01, reasoning=2))
+    with pytest.raises(llm_otel.BudgetExceeded):  # this process's view, before anything is committed
+        proc.before_call(call)
+    proc.flush()
+    used = {e["budget"]: e["used"] for e in proc.snapshot()}
+    assert used == {"usd": pytest.approx(0.05), "reasoning": 9}
 
 
 # --- forecast -------------------------------------------------------------------------------------------------

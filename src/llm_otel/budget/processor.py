@@ -216,7 +216,13 @@ class BudgetProcessor:
         crossed: list[BudgetAlert] | None = None
         with self._lock:
             seg = route.segment
-            if seg is not None and seg.slots is not None and seg.gen == self._gen and seg.start <= now < seg.end:
+            if (
+                seg is not None
+                and seg.slots is not None
+                and seg.gen == self._gen
+                and seg.start <= now < seg.end
+                and (not seg.missing or all(amounts[i] is None for i in seg.missing))
+            ):
                 slots = seg.slots  # the segment's states and buckets hold: no lookups
             else:
                 seg, slots = self._prepare(route, seg, now, amounts)
@@ -255,8 +261,7 @@ class BudgetProcessor:
                  ) -> tuple[Segment, tuple[Slot, ...]]:  # fmt: skip
         """Make the route's view current for a call at ``now`` (caller holds the lock): a state for every budget
         the call adds to (a new one when its window turned; a rolling one's old buckets expired), a new
-        segment when the last one no longer holds, and the slots to count the call with. The segment keeps
-        its slots for the next calls only when every budget of the route has a current state."""
+        segment when the last one no longer holds, and its slots to count the call with."""
         if seg is not None and not seg.start <= now < seg.end:
             seg = None
         entries: list[tuple[Active, str, int]] | None = [] if seg is None else None
@@ -281,24 +286,25 @@ class BudgetProcessor:
                     self._expire(a, st, now)
         if entries is not None:
             seg = route.segment = Segment(tuple(entries), start, end)
-        slots, complete = self._slots(route, seg)
-        seg.slots, seg.gen = (slots if complete else None), self._gen
-        return seg, slots
+        return seg, self._take_slots(route, seg)
 
-    def _slots(self, route: Route, seg: Segment) -> tuple[tuple[Slot, ...], bool]:
-        """The slots of the route's budgets whose state covers ``seg``, and whether that is all of them (not
-        when a token budget's types were never reported on this route, or its state is from an older window)."""
-        slots = []
+    def _take_slots(self, route: Route, seg: Segment) -> tuple[Slot, ...]:
+        """``seg``'s slots: one per budget of the route whose state covers the segment. The others (a token
+        budget whose types no call of the route reported yet, a state from an older window) are ``missing``:
+        a call that adds to one of them is prepared again."""
+        slots, missing = [], []
         for (a, group, key), (_a, _group, bucket) in zip(route.entries, seg.entries, strict=True):
             st = self._states.get(key)
-            if st is None:
-                continue
-            if a.rolling is None and not (st.start <= seg.start and seg.end <= st.end):
-                continue
-            if a.rolling is not None and st.bucket != bucket:
-                continue
-            slots.append((st, a.amount_index, bucket, a, group, a.forecast))
-        return tuple(slots), len(slots) == len(route.entries)
+            if (
+                st is None
+                or (a.rolling is None and not (st.start <= seg.start and seg.end <= st.end))
+                or (a.rolling is not None and st.bucket != bucket)
+            ):
+                missing.append(a.amount_index)
+            else:
+                slots.append((st, a.amount_index, bucket, a, group, a.forecast))
+        seg.slots, seg.missing, seg.gen = tuple(slots), tuple(missing), self._gen
+        return seg.slots
 
     def _bucket_at(self, a: Active, st: State | None, now: float) -> tuple[float, float, int]:
         """(from, until, bucket): the bucket a call at ``now`` counts into for ``a``, and how long that holds."""

@@ -105,19 +105,20 @@ class Segment:
     calls made in ``[start, end)``. A call queues its segment and its amounts, not one delta per budget: the
     writer sums a batch per segment (a few additions per call) and spreads the sums over the budgets.
 
-    ``slots``: one ``Slot`` per budget, for the hot path's short loop while the segment holds and the
-    processor's states are the ones they were taken from (``gen``). None: calls take the full loop."""
+    ``slots``: one ``Slot`` per budget with a current state, for the hot path's short loop while the segment
+    holds and the processor's states are the ones they were taken from (``gen``); ``missing``: the amount
+    indices of the budgets without one (a call adding to one of them is prepared first)."""
 
-    __slots__ = ("buckets", "end", "entries", "gen", "slots", "start")
+    __slots__ = ("buckets", "end", "entries", "gen", "missing", "slots", "start")
 
-    def __init__(self, entries: tuple[tuple[Active, str, int], ...], start: float, end: float, gen: int = 0,
-                 slots: tuple[Slot, ...] | None = None) -> None:  # fmt: skip
+    def __init__(self, entries: tuple[tuple[Active, str, int], ...], start: float, end: float) -> None:
         self.entries = entries  # (budget, group, bucket)
         self.buckets = {a.idx: (group, bucket) for a, group, bucket in entries}
         self.start = start
         self.end = end
-        self.gen = gen
-        self.slots = slots
+        self.gen = -1
+        self.slots: tuple[Slot, ...] | None = None
+        self.missing: tuple[int, ...] = ()
 
 
 class Route:
