@@ -161,7 +161,7 @@ class Ledger:
     """A sink that appends every call to the SQLite ledger, through the background writer.
 
     ``on_usage`` builds one row tuple and queues it; the writer thread formats and inserts queued rows in
-    one transaction per cycle, so the caller never waits on disk.
+    one transaction per cycle. The caller waits only when ``CATCH_UP_AT`` rows are queued (see writer.py).
     """
 
     name = "the usage ledger"
