@@ -105,6 +105,7 @@ class BudgetProcessor:
         self.interval_s = commit_every_s  # WriterClient: how long usage may wait before it is committed
         self.batch_max = batch
         self._last_refresh = 0.0
+        self._seen: int | None = None  # the store's others_version() when the last refresh began
         self._warned = False
         self._internal_reported: set[str] = set()
         self._last_retry = 0.0
@@ -425,7 +426,9 @@ class BudgetProcessor:
             self._internal("budget writer")
 
     def tick(self, force: bool) -> None:
-        """Refresh this process's view of the shared totals every ``refresh_s`` (and on flush / close)."""
+        """Refresh this process's view of the shared totals every ``refresh_s``, and on flush / close unless
+        the last refresh is younger than that and nobody else has written to the store since (what this
+        process committed is in the view already: each commit takes back the totals of its keys)."""
         try:
             self._load()
         except Exception:
@@ -436,15 +439,26 @@ class BudgetProcessor:
                 self._commit([])  # calls held while the store was unreachable: replay them now if it is back
             except Exception:
                 self._internal("budget writer")
-        if not force and now - self._last_refresh < self._refresh_s:
+        if now - self._last_refresh < self._refresh_s and (not force or self._unchanged()):
             return
         try:
             self._maybe_recover()
+            self._seen = self._store.others_version()  # before reading: a write after this is seen next time
             self._refresh()
             self._maybe_prune()
         except Exception:
+            self._seen = None
             self._internal("budget writer")
         self._last_refresh = now
+
+    def _unchanged(self) -> bool:
+        """True when the store says nobody else wrote to it since the last refresh began."""
+        if self._seen is None or self._store is not self._db:
+            return False
+        try:
+            return self._store.others_version() == self._seen
+        except (sqlite3.Error, OSError):
+            return False
 
     def closed(self) -> None:
         """The writer stopped after its final commit: close the state store; the gauge stops reporting it."""

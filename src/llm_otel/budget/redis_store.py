@@ -448,6 +448,9 @@ class RedisStore:
                 del self._own[key]
 
     # --- reading everything (refresh, status) -------------------------------------------------------------
+    def others_version(self) -> int | None:
+        return None  # unknown: every refresh reads the shared totals
+
     def prefetch(self, specs: Iterable[ScanSpec]) -> None:
         """Read what ``scan`` will be asked for, in two pipelined round trips."""
         specs = [s for s in specs if s[0] in self.keys.budgets]

@@ -246,6 +246,11 @@ class SqliteStore:
     def prefetch(self, specs: Iterable[ScanSpec]) -> None:
         """A refresh is about to ``scan`` these: nothing to do for a local file."""
 
+    def others_version(self) -> int | None:
+        """A number that changes whenever another connection (another process, the CLI) commits to the file;
+        this connection's own commits leave it as it is (SQLite's ``data_version``)."""
+        return self.conn.execute("PRAGMA data_version").fetchone()[0]
+
     def usage(self, budget: str, group: str, after: float, upto: float | None = None) -> dict[int, float]:
         """Bucket totals with ``after < bucket`` (and ``bucket <= upto``)."""
         sql = "SELECT bucket, used FROM budget_usage WHERE budget = ? AND grp = ? AND bucket > ?"
@@ -380,6 +385,9 @@ class MemoryStore:
     def prefetch(self, specs: Iterable[ScanSpec]) -> None:
         pass
 
+    def others_version(self) -> int | None:
+        return None  # nobody else writes here: never asked (a refresh of memory is cheap anyway)
+
     def usage(self, budget: str, group: str, after: float, upto: float | None = None) -> dict[int, float]:
         return {
             b: v[0]
@@ -441,5 +449,6 @@ class Store(Protocol):
     def fired(self, budget: str, group: str, since: float, upto: float | None = None) -> dict[str, float]: ...
     def fire(self, fired: Fired) -> bool: ...
     def prefetch(self, specs: Iterable[ScanSpec]) -> None: ...
+    def others_version(self) -> int | None: ...
     def scan(self, budget: str, after: float, since: float) -> tuple[list[UsageRow], list[Fired]]: ...
     def prune(self, budget: str, usage_before: float, fired_before: float) -> None: ...
