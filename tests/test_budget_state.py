@@ -87,6 +87,31 @@ def test_two_processors_sharing_the_file_fire_each_threshold_once_between_them(m
     assert a.snapshot()[0]["used"] == b.snapshot()[0]["used"] == 120  # both see the shared total
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_worker_sees_what_other_processes_wrote_on_its_first_flush(make_proc: Any, state: Path) -> None:
+    budgets = [{**TOKENS_100, "name": f"{p}-tokens", "scope": {"provider": p}} for p in ("openai", "anthropic")]
+    here = make_proc(budgets, refresh_s=60.0)
+    here.on_usage(record(1, provider="anthropic"))
+    here.flush()  # committed and refreshed: from now on a flush re-reads only if another process wrote since
+    elsewhere = make_proc(budgets)
+    elsewhere.on_usage(record(40))  # openai
+    elsewhere.flush()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker: a new process, with its own connection to the file
+        try:
+            here.on_usage(record(5, provider="anthropic"))  # commits (and re-reads) the anthropic budget only
+            here.flush()
+            os.write(write, json.dumps(here.snapshot()).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        seen = json.loads(pipe.read() or "null")
+    os.waitpid(pid, 0)
+    assert seen is not None and {e["budget"]: e["used"] for e in seen} == {"openai-tokens": 40, "anthropic-tokens": 6}
+
+
 def test_the_file_decides_in_call_order_across_processors(make_proc: Any) -> None:
     got: list[tuple[str, str, float]] = []
     a = make_proc([TOKENS_100], on_alert=lambda x: got.append(("a", x.threshold, x.used)))

@@ -89,3 +89,37 @@ def test_a_stuck_ledger_costs_one_bounded_wait_and_loses_no_row(
         blocker.close()
     llm_otel.flush()
     assert len(cap.ledger_rows()) == 1 + 3 * BEHIND
+
+
+class _Sink:
+    """A minimal writer client: remembers what it was given."""
+
+    name = "a test sink"
+    interval_s = 0.05
+    batch_max = 100
+    max_backlog = 1_000
+
+    def __init__(self) -> None:
+        self.written: list[int] = []
+
+    def write(self, batch: list[int]) -> None:
+        self.written.extend(batch)
+
+    def tick(self, force: bool) -> None:
+        pass
+
+    def closed(self) -> None:
+        pass
+
+
+def test_a_flush_after_the_writer_stopped_returns_at_once() -> None:
+    writer = writer_mod.Writer("test-writer")
+    sink = _Sink()
+    lane = writer.lane(sink)
+    for i in range(5):
+        lane.put(i)
+    writer.close()  # writes what is queued and stops the thread (as at exit or uninstrument())
+    assert sink.written == [0, 1, 2, 3, 4]
+    started = time.monotonic()
+    assert writer.flush(timeout=5.0)  # nothing left: not a wait for a thread that is gone
+    assert time.monotonic() - started < 1.0

@@ -105,7 +105,7 @@ class BudgetProcessor:
         self.interval_s = commit_every_s  # WriterClient: how long usage may wait before it is committed
         self.batch_max = batch
         self._last_refresh = 0.0
-        self._seen: int | None = None  # the store's others_version() when the last refresh began
+        self._seen: tuple[int, int] | None = None  # the store's others_version() when the last refresh began
         self._warned = False
         self._internal_reported: set[str] = set()
         self._last_retry = 0.0
@@ -443,7 +443,7 @@ class BudgetProcessor:
             return
         try:
             self._maybe_recover()
-            self._seen = self._store.others_version()  # before reading: a write after this is seen next time
+            self._seen = self._others_version()  # before reading: a write after this is seen next time
             self._refresh()
             self._maybe_prune()
         except Exception:
@@ -451,14 +451,18 @@ class BudgetProcessor:
             self._internal("budget writer")
         self._last_refresh = now
 
-    def _unchanged(self) -> bool:
-        """True when the store says nobody else wrote to it since the last refresh began."""
-        if self._seen is None or self._store is not self._db:
-            return False
+    def _others_version(self) -> tuple[int, int] | None:
+        """The state file's ``others_version`` (None when unknown: the refresh that follows says why)."""
+        if self._store is not self._db:
+            return None
         try:
-            return self._store.others_version() == self._seen
+            return self._store.others_version()
         except (sqlite3.Error, OSError):
-            return False
+            return None
+
+    def _unchanged(self) -> bool:
+        """True when the state file says nobody else wrote to it since the last refresh began."""
+        return self._seen is not None and self._others_version() == self._seen
 
     def closed(self) -> None:
         """The writer stopped after its final commit: close the state store; the gauge stops reporting it."""
@@ -902,6 +906,7 @@ class BudgetProcessor:
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
+        self._seen = None  # the child refreshes on its own connection first
         if self._db is not None:
             self._db.forget()  # the parent's connection; the child opens its own
         if self._redis is not None:

@@ -448,7 +448,7 @@ class RedisStore:
                 del self._own[key]
 
     # --- reading everything (refresh, status) -------------------------------------------------------------
-    def others_version(self) -> int | None:
+    def others_version(self) -> tuple[int, int] | None:
         return None  # unknown: every refresh reads the shared totals
 
     def prefetch(self, specs: Iterable[ScanSpec]) -> None:

@@ -130,11 +130,13 @@ class SqliteStore:
         self.readonly = readonly
         self._conn: sqlite3.Connection | None = None
         self._staged: list[Write] = []
+        self._opened = 0  # connections opened so far (see others_version)
 
     def open(self) -> None:
         """Connect, create the schema and prove the file is writable (raises sqlite3.Error / OSError)."""
         if self._conn is not None:
             return
+        self._opened += 1
         if self.readonly:
             self._conn = self._open_readonly()
             return
@@ -246,10 +248,12 @@ class SqliteStore:
     def prefetch(self, specs: Iterable[ScanSpec]) -> None:
         """A refresh is about to ``scan`` these: nothing to do for a local file."""
 
-    def others_version(self) -> int | None:
-        """A number that changes whenever another connection (another process, the CLI) commits to the file;
-        this connection's own commits leave it as it is (SQLite's ``data_version``)."""
-        return self.conn.execute("PRAGMA data_version").fetchone()[0]
+    def others_version(self) -> tuple[int, int] | None:
+        """A value that changes whenever another connection (another process, the CLI) commits to the file;
+        this connection's own commits leave it as it is. SQLite's ``data_version`` counts per connection, so
+        the value carries which connection it came from (a new one after fork or a reconnect)."""
+        conn = self.conn
+        return self._opened, conn.execute("PRAGMA data_version").fetchone()[0]
 
     def usage(self, budget: str, group: str, after: float, upto: float | None = None) -> dict[int, float]:
         """Bucket totals with ``after < bucket`` (and ``bucket <= upto``)."""
@@ -385,7 +389,7 @@ class MemoryStore:
     def prefetch(self, specs: Iterable[ScanSpec]) -> None:
         pass
 
-    def others_version(self) -> int | None:
+    def others_version(self) -> tuple[int, int] | None:
         return None  # nobody else writes here: never asked (a refresh of memory is cheap anyway)
 
     def usage(self, budget: str, group: str, after: float, upto: float | None = None) -> dict[int, float]:
@@ -449,6 +453,6 @@ class Store(Protocol):
     def fired(self, budget: str, group: str, since: float, upto: float | None = None) -> dict[str, float]: ...
     def fire(self, fired: Fired) -> bool: ...
     def prefetch(self, specs: Iterable[ScanSpec]) -> None: ...
-    def others_version(self) -> int | None: ...
+    def others_version(self) -> tuple[int, int] | None: ...
     def scan(self, budget: str, after: float, since: float) -> tuple[list[UsageRow], list[Fired]]: ...
     def prune(self, budget: str, usage_before: float, fired_before: float) -> None: ...

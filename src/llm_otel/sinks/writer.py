@@ -79,12 +79,11 @@ class Lane:
 
     def catch_up(self) -> None:
         """Wait until the writer has written what is queued (sinks call it, holding no lock, once the lane is
-        ``CATCH_UP_AT`` items behind). Not on the writer's own thread, nor while a wait that timed out has
-        left the lane behind."""
+        ``CATCH_UP_AT`` items behind). Not on a writer thread, nor while a wait that timed out has left the
+        lane behind."""
         writer = self.writer
-        thread = writer._thread
-        if self.stalled or thread is None or writer._closed or thread is threading.current_thread():
-            return
+        if self.stalled or writer._thread is None or writer._closed or _on_a_writer_thread():
+            return  # on a writer thread (its own, or another writer's): the two could wait on each other
         if not writer.flush(CATCH_UP_TIMEOUT_S):
             self.stalled = True
             log.warning("llm-otel: %s is %d items behind and did not catch up in %.0f s; calls go on without "
@@ -108,6 +107,7 @@ class Writer:
         self._wake = threading.Event()
         self._flushes: list[threading.Event] = []
         self._stop = False
+        self._final = False  # the thread has taken its last round: later flushes are not waited for
 
     def lane(self, client: WriterClient) -> Lane:
         """Register ``client``; its sink puts items into the returned lane."""
@@ -126,6 +126,7 @@ class Writer:
         with self._lock:
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                _WRITER_THREADS.add(self._thread)
                 self._thread.start()
 
     # --- the thread -------------------------------------------------------------------------------------------
@@ -137,7 +138,7 @@ class Writer:
             with self._lock:
                 self._wake.clear()
                 flushes, self._flushes = self._flushes, []
-                stop = self._stop
+                stop = self._final = self._stop
             force = bool(flushes) or stop
             end_orphans()  # streams dropped by the app (a safe point: no lock held here)
             now = time.monotonic()
@@ -178,6 +179,8 @@ class Writer:
             return not any(lane.items for lane in self._lanes)
         done = threading.Event()
         with self._lock:
+            if self._final:  # stopped, or stopping after its last round: nothing more will be written
+                return not any(lane.items for lane in self._lanes)
             self._flushes.append(done)
         self._wake.set()
         return done.wait(timeout)
@@ -206,6 +209,11 @@ class Writer:
 
 
 _WRITERS: weakref.WeakSet[Writer] = weakref.WeakSet()
+_WRITER_THREADS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+def _on_a_writer_thread() -> bool:
+    return threading.current_thread() in _WRITER_THREADS
 
 
 def _close_all() -> None:
