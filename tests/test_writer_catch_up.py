@@ -27,8 +27,7 @@ BEHIND = 20  # CATCH_UP_AT for these tests
 @pytest.fixture
 def sleepy_writer(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ledger_mod.Ledger, "interval_s", 3600.0)
-    monkeypatch.setattr(ledger_mod, "CATCH_UP_AT", BEHIND, raising=False)
-    monkeypatch.setattr(writer_mod, "CATCH_UP_AT", BEHIND, raising=False)
+    monkeypatch.setattr(writer_mod, "CATCH_UP_AT", BEHIND)
 
 
 def _rows_on_disk(path: Path) -> int:
@@ -69,7 +68,7 @@ def test_a_stuck_ledger_costs_one_bounded_wait_and_loses_no_row(
     sim: Any, make_capture: Any, sleepy_writer: None, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
-    monkeypatch.setattr(writer_mod, "CATCH_UP_TIMEOUT_S", 0.3, raising=False)
+    monkeypatch.setattr(writer_mod, "CATCH_UP_TIMEOUT_S", 0.3)
     cap = make_capture()
     _calls(sim, 1)
     llm_otel.flush()  # the ledger file exists; the next round is an hour away

@@ -34,7 +34,7 @@ from .. import semconv as sc
 from ..core.result import CallInfo, UsageRecord
 from ..errors import BudgetExceeded
 from ..sinks.metrics import stop_reporting_budgets
-from ..sinks.writer import CATCH_UP_AT, Writer
+from ..sinks.writer import Writer
 from .alerts import BudgetAlert, Callback, Emitter
 from .rules import (
     PROJECTED,
@@ -251,8 +251,7 @@ class BudgetProcessor:
             # Queued under the lock: the writer replays calls in the order they changed this view.
             span = record.span  # its context is formatted into ids on the writer, only if an alert needs them
             self._lane.put((now, span.get_span_context() if span is not None else None, seg, cost, tokens))
-        if len(self._lane.items) >= CATCH_UP_AT:
-            self._lane.catch_up()  # outside the lock: the writer takes it
+        self._lane.keep_up()  # outside the lock: the writer takes it
         if crossed and record.span is not None:
             for alert in crossed:
                 with contextlib.suppress(Exception):
@@ -452,16 +451,14 @@ class BudgetProcessor:
         self._last_refresh = now
 
     def _others_version(self) -> tuple[int, int] | None:
-        """The state file's ``others_version`` (None when unknown: the refresh that follows says why)."""
-        if self._store is not self._db:
-            return None
+        """The store's ``others_version`` (None when unknown: the refresh that follows says why)."""
         try:
             return self._store.others_version()
         except (sqlite3.Error, OSError):
             return None
 
     def _unchanged(self) -> bool:
-        """True when the state file says nobody else wrote to it since the last refresh began."""
+        """True when the store says nobody else wrote to it since the last refresh began."""
         return self._seen is not None and self._others_version() == self._seen
 
     def closed(self) -> None:

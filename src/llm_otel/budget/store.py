@@ -390,7 +390,7 @@ class MemoryStore:
         pass
 
     def others_version(self) -> tuple[int, int] | None:
-        return None  # nobody else writes here: never asked (a refresh of memory is cheap anyway)
+        return None  # unknown: every refresh reads it (cheap, in memory)
 
     def usage(self, budget: str, group: str, after: float, upto: float | None = None) -> dict[int, float]:
         return {

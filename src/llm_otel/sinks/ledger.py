@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.result import CallResult
-from .writer import CATCH_UP_AT, Writer
+from .writer import Writer
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class Ledger:
     """A sink that appends every call to the SQLite ledger, through the background writer.
 
     ``on_usage`` builds one row tuple and queues it; the writer thread formats and inserts queued rows in
-    one transaction per cycle. The caller waits only when ``CATCH_UP_AT`` rows are queued (see writer.py).
+    one transaction per cycle. The caller waits only when the writer is far behind (``Lane.keep_up``).
     """
 
     name = "the usage ledger"
@@ -192,10 +192,8 @@ class Ledger:
         return self._lane.dropped + self.lost
 
     def on_usage(self, record: CallResult) -> None:
-        lane = self._lane
-        lane.put(_queued_row(record, self._service))
-        if len(lane.items) >= CATCH_UP_AT:
-            lane.catch_up()
+        self._lane.put(_queued_row(record, self._service))
+        self._lane.keep_up()
 
     def write(self, batch: list[tuple[Any, ...]]) -> None:
         """Insert queued rows (writer thread). On an error, warn once and drop rows for ``RETRY_OPEN_S``."""

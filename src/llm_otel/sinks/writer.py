@@ -5,7 +5,7 @@ A sink registers a ``WriterClient`` and gets a ``Lane``: ``lane.put(item)`` is a
 hands each client the items waiting in its lane (at most ``batch_max`` per cycle, everything on ``flush()``),
 and lets it do periodic work (``tick``). Lanes are bounded: past ``max_backlog`` items a lane drops new
 ones, counts them and warns once. A lane ``CATCH_UP_AT`` items behind makes its caller wait for the writer
-(``Lane.catch_up``). At interpreter exit every writer flushes and stops; after ``fork()`` the
+(``Lane.keep_up``). At interpreter exit every writer flushes and stops; after ``fork()`` the
 child starts with empty lanes (the parent writes what was queued) and its own thread on first use.
 """
 
@@ -77,10 +77,12 @@ class Lane:
             self.writer._start()
         return True
 
-    def catch_up(self) -> None:
-        """Wait until the writer has written what is queued (sinks call it, holding no lock, once the lane is
-        ``CATCH_UP_AT`` items behind). Not on a writer thread, nor while a wait that timed out has left the
-        lane behind."""
+    def keep_up(self) -> None:
+        """Sinks call it after ``put``, holding no lock: once the lane is ``CATCH_UP_AT`` items behind, wait
+        until the writer has written what is queued. Not on a writer thread, nor while a wait that timed out
+        has left the lane behind."""
+        if len(self.items) < CATCH_UP_AT:
+            return
         writer = self.writer
         if self.stalled or writer._thread is None or writer._closed or _on_a_writer_thread():
             return  # on a writer thread (its own, or another writer's): the two could wait on each other
