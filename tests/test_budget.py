@@ -342,6 +342,34 @@ def test_unpriced_calls_add_nothing_to_usd_budgets_and_token_types_choose_what_c
     assert (usd["calls"], usd["unpriced_calls"], usd["used"]) == (2, 1, 0.25)
 
 
+def test_calls_on_routes_that_share_a_budget_fire_and_block_on_the_exact_call(make_proc: Any) -> None:
+    # Two models are two routes (each sums its calls until one could cross something); both count toward the
+    # same budgets. A crossing must still land on the call that made it, and a block as soon as the view is over.
+    got: list[Any] = []
+    proc = make_proc([{**TOKENS_100, "name": "shared"},
+                      {"name": "cap", "limit": 60, "unit": "tokens", "period": "daily", "forecast": False,
+                       "thresholds": [0.99], "action": "block"}], on_alert=got.append)  # fmt: skip
+    spans = [_Span(trace_id=i + 1, span_id=i + 1) for i in range(15)]
+    for i, span in enumerate(spans[:7]):  # 7 tokens each: 49 after the 7th call
+        proc.on_usage(record(7, model="gpt-4o-mini" if i % 2 else "gpt-4o", span=span))
+    assert {e["budget"]: e["used"] for e in proc.snapshot()} == {"shared": 49, "cap": 49}  # before any commit
+    proc.before_call(CallInfo("openai", "chat", "gpt-4o", {}))  # not blocked
+    for i, span in enumerate(spans[7:], start=7):  # 63 after the 9th call: blocked from then on
+        proc.on_usage(record(7, model="gpt-4o-mini" if i % 2 else "gpt-4o", span=span))
+        if i == 8:
+            with pytest.raises(llm_otel.BudgetExceeded):
+                proc.before_call(CallInfo("openai", "chat", "gpt-4o-mini", {}))
+    proc.flush()
+    # shared: 56 (8th call) 0.5, 70 (10th) 0.7, 84 (12th) 0.8, 105 (15th) 1.0; cap: 63 (9th) 0.99
+    fired_on = {i: [(e[1][sc.BUDGET_NAME], e[1][sc.BUDGET_THRESHOLD]) for e in s.events] for i, s in enumerate(spans)}
+    assert {i: ev for i, ev in fired_on.items() if ev} == {
+        7: [("shared", "0.5")], 8: [("cap", "0.99")], 9: [("shared", "0.7")], 11: [("shared", "0.8")],
+        14: [("shared", "1.0")]}  # fmt: skip
+    assert sorted((a.budget, a.threshold, a.used) for a in got) == [
+        ("cap", "0.99", 63), ("shared", "0.5", 56), ("shared", "0.7", 70), ("shared", "0.8", 84),
+        ("shared", "1.0", 105)]  # fmt: skip
+
+
 def test_a_token_budget_counts_its_types_from_the_first_call_on_a_route_that_reports_them(make_proc: Any) -> None:
     proc = make_proc([
         {"name": "usd", "limit": 1, "period": "daily"},

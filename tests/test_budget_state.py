@@ -96,20 +96,58 @@ def test_a_forked_worker_sees_what_other_processes_wrote_on_its_first_flush(make
     elsewhere = make_proc(budgets)
     elsewhere.on_usage(record(40))  # openai
     elsewhere.flush()
+
+    def worker() -> Any:  # a new process, with its own connection to the file
+        here.on_usage(record(5, provider="anthropic"))  # commits (and re-reads) the anthropic budget only
+        here.flush()
+        return here.snapshot()
+
+    seen = _in_forked_child(worker)
+    assert seen is not None and {e["budget"]: e["used"] for e in seen} == {"openai-tokens": 40, "anthropic-tokens": 6}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_worker_counts_the_usage_its_parent_had_not_committed(make_proc: Any) -> None:
+    proc = make_proc([{**TOKENS_100, "action": "block"}])
+    for _ in range(4):
+        proc.on_usage(record(10))  # 40 tokens in this process's view, none committed yet
+
+    def worker() -> Any:  # inherits the parent's view (the parent commits those 40 itself)
+        spans = [_EventSpan(), _EventSpan()]
+        for span in spans:
+            proc.on_usage(record(6, span=span))  # 46, then 52: the second call crosses 0.5
+        return [span.thresholds for span in spans]
+
+    assert _in_forked_child(worker) == [[], ["0.5"]]
+
+
+def _in_forked_child(work: Any) -> Any:
+    """What ``work()`` returns (as JSON) when run in a forked child process; None if it failed."""
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the worker: a new process, with its own connection to the file
+    if pid == 0:
         try:
-            here.on_usage(record(5, provider="anthropic"))  # commits (and re-reads) the anthropic budget only
-            here.flush()
-            os.write(write, json.dumps(here.snapshot()).encode())
+            os.write(write, json.dumps(work()).encode())
         finally:
             os._exit(0)
     os.close(write)
     with os.fdopen(read) as pipe:
         seen = json.loads(pipe.read() or "null")
     os.waitpid(pid, 0)
-    assert seen is not None and {e["budget"]: e["used"] for e in seen} == {"openai-tokens": 40, "anthropic-tokens": 6}
+    return seen
+
+
+class _EventSpan:
+    """Records the budget thresholds of the span events a call gets."""
+
+    def __init__(self) -> None:
+        self.thresholds: list[str] = []
+
+    def get_span_context(self) -> None:
+        return None
+
+    def add_event(self, name: str, attributes: dict[str, Any]) -> None:
+        self.thresholds.append(attributes["llm_otel.budget.threshold"])
 
 
 def test_the_file_decides_in_call_order_across_processors(make_proc: Any) -> None:

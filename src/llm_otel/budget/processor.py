@@ -50,6 +50,7 @@ from .view import INF, NEG, Active, Batch, Route, Segment, Slot, State, amount_o
 log = logging.getLogger("llm_otel.budget")
 
 _ROUTES_MAX = 4096
+_SUM_SLACK = 1e-9  # relative margin of a segment's room (deferred sums are added in another order)
 _PRUNE_EVERY_S = 600.0
 
 Clock = Callable[[], datetime]
@@ -101,6 +102,11 @@ class BudgetProcessor:
         self._lock = threading.Lock()
         self._states: dict[tuple[int, str], State] = {}
         self._gen = 0  # bumped whenever a state is created or dropped: segments' slots are rebuilt then
+        # Deferred counting (on_usage): segments holding calls not yet added to the states, the sum of those
+        # calls per amount index over all of them, and a counter that invalidates every segment's room.
+        self._open: list[Segment] = []
+        self._deferred = [0.0] * (1 + len(self._token_sets))
+        self._room_gen = 0
         self._marks: dict[str, Mark] = {}
         self.interval_s = commit_every_s  # WriterClient: how long usage may wait before it is committed
         self.batch_max = batch
@@ -195,6 +201,7 @@ class BudgetProcessor:
                 used, resets = st.used, st.end
             else:
                 with self._lock:
+                    self._settle()
                     used, resets = self._rolling_used(a, st, now)
                 if used < a.limit:
                     continue
@@ -224,30 +231,16 @@ class BudgetProcessor:
                 and seg.start <= now < seg.end
                 and (not seg.missing or all(amounts[i] is None for i in seg.missing))
             ):
-                slots = seg.slots  # the segment's states and buckets hold: no lookups
+                counted = self._defer(seg, amounts, now)
+                if not counted:
+                    self._settle()
+                slots = seg.slots
             else:
+                counted = False
+                self._settle()
                 seg, slots = self._prepare(route, seg, now, amounts)
-            for st, i, bucket, a, group, fc in slots:
-                amount = amounts[i]
-                if amount is None:
-                    continue
-                p = st.pending.get(bucket)
-                if p is None:
-                    st.pending[bucket] = [amount, 1]
-                else:
-                    p[0] += amount
-                    p[1] += 1
-                before = st.used
-                used = st.used = before + amount
-                if used >= st.next_at or (
-                    fc
-                    and now >= st.fc_from
-                    and used * st.fc_span > a.limit * (now - st.fc_since)
-                    and PROJECTED not in st.fired
-                ):
-                    found = self._cross_locally(a, st, group, now, record, before)
-                    if found:
-                        crossed = (crossed or []) + found
+            if not counted:
+                crossed = self._count(slots, amounts, now, record)
             # Queued under the lock: the writer replays calls in the order they changed this view.
             span = record.span  # its context is formatted into ids on the writer, only if an alert needs them
             self._lane.put((now, span.get_span_context() if span is not None else None, seg, cost, tokens))
@@ -256,6 +249,106 @@ class BudgetProcessor:
             for alert in crossed:
                 with contextlib.suppress(Exception):
                     record.span.add_event(sc.BUDGET_ALERT_EVENT, alert.attributes())
+
+    def _defer(self, seg: Segment, amounts: tuple[Any, ...], now: float) -> bool:
+        """Count a call on its segment only, when it cannot take any of the segment's budgets to a threshold,
+        the projection or a block (caller holds the lock). The test is against ``_deferred``, what every open
+        segment holds, an upper bound of what any one state has waiting: so it holds across routes sharing a
+        state. Amounts are never negative, so a call that passes it could not have crossed anything."""
+        if seg.room_gen != self._room_gen or now < seg.room_at:  # (a clock set back lowers the projection's bar)
+            self._measure_room(seg, now)
+        deferred, room = self._deferred, seg.room
+        for i in seg.indices:
+            amount = amounts[i]
+            if amount is not None and not 0.0 <= deferred[i] + amount < room[i]:
+                return False
+        acc, acc_n = seg.acc, seg.acc_n
+        for i in seg.indices:
+            amount = amounts[i]
+            if amount is not None:
+                deferred[i] += amount
+                acc[i] += amount
+                acc_n[i] += 1
+        if not seg.open:
+            seg.open = True
+            self._open.append(seg)
+        return True
+
+    def _measure_room(self, seg: Segment, now: float) -> None:
+        """Per amount index, the least any of ``seg``'s budgets can still take before a call could cross its next
+        threshold, pass its projection (whose bar only rises with time, so ``now`` gives a lower bound) or reach
+        its block limit; kept a little short of it, so that summing in another order cannot matter."""
+        room = [INF] * len(self._deferred)
+        for st, i, _bucket, a, _group, fc in seg.slots or ():
+            used = st.used
+            r = st.next_at - used
+            if fc and PROJECTED not in st.fired and st.fc_span > 0:
+                r = min(r, a.limit * (max(now, st.fc_from) - st.fc_since) / st.fc_span - used)
+            if a.block:
+                r = min(r, a.limit - used)
+            if r < INF:
+                r -= _SUM_SLACK * (abs(used) + abs(r) + 1.0)
+            if r < room[i]:
+                room[i] = r
+        seg.room = room
+        seg.room_gen = self._room_gen
+        seg.room_at = now
+
+    def _settle(self) -> None:
+        """Add every open segment's deferred calls to their states (caller holds the lock, and calls it before
+        anything else reads or changes a state). Every segment's room is measured again on its next call."""
+        self._room_gen += 1
+        if not self._open:
+            return
+        for seg in self._open:
+            acc, acc_n = seg.acc, seg.acc_n
+            for st, i, bucket, _a, _group, _fc in seg.slots or ():
+                n = acc_n[i]
+                if not n:
+                    continue
+                amount = acc[i]
+                p = st.pending.get(bucket)
+                if p is None:
+                    st.pending[bucket] = [amount, n]
+                else:
+                    p[0] += amount
+                    p[1] += n
+                st.used += amount
+            for i in seg.indices:
+                acc[i] = 0.0
+                acc_n[i] = 0
+            seg.open = False
+        self._open = []
+        self._deferred = [0.0] * len(self._deferred)
+
+    def _count(self, slots: tuple[Slot, ...], amounts: tuple[Any, ...], now: float, record: UsageRecord
+               ) -> list[BudgetAlert] | None:  # fmt: skip
+        """Add a call to each state of ``slots`` and decide its crossings (caller holds the lock, no segment
+        holds deferred calls). Every segment's room is measured again on its next call."""
+        crossed: list[BudgetAlert] | None = None
+        for st, i, bucket, a, group, fc in slots:
+            amount = amounts[i]
+            if amount is None:
+                continue
+            p = st.pending.get(bucket)
+            if p is None:
+                st.pending[bucket] = [amount, 1]
+            else:
+                p[0] += amount
+                p[1] += 1
+            before = st.used
+            used = st.used = before + amount
+            if used >= st.next_at or (
+                fc
+                and now >= st.fc_from
+                and used * st.fc_span > a.limit * (now - st.fc_since)
+                and PROJECTED not in st.fired
+            ):
+                found = self._cross_locally(a, st, group, now, record, before)
+                if found:
+                    crossed = (crossed or []) + found
+        self._room_gen += 1
+        return crossed
 
     def _prepare(self, route: Route, seg: Segment | None, now: float, amounts: tuple[Any, ...]
                  ) -> tuple[Segment, tuple[Slot, ...]]:  # fmt: skip
@@ -304,6 +397,10 @@ class BudgetProcessor:
             else:
                 slots.append((st, a.amount_index, bucket, a, group, a.forecast))
         seg.slots, seg.missing, seg.gen = tuple(slots), tuple(missing), self._gen
+        seg.indices = tuple(sorted({slot[1] for slot in slots}))
+        if len(seg.acc) != len(self._deferred):
+            seg.acc, seg.acc_n = [0.0] * len(self._deferred), [0] * len(self._deferred)
+        seg.room_gen = -1
         return seg.slots
 
     def _bucket_at(self, a: Active, st: State | None, now: float) -> tuple[float, float, int]:
@@ -691,6 +788,7 @@ class BudgetProcessor:
     def _absorb(self, result: Batch, now: float) -> None:
         """Fold a committed batch back into the in-memory view: shared totals in, own pending out."""
         with self._lock:
+            self._settle()  # the batch's calls are all in the states' pending then
             for (idx, group, bucket), w in result.writes.items():
                 st = self._states.get((idx, group))
                 if st is None:
@@ -749,6 +847,7 @@ class BudgetProcessor:
             self._degrade(exc)
             return
         with self._lock:
+            self._settle()
             for a in self._active:
                 old, new = self._marks.get(a.name), marks.get(a.name)
                 if new is not None:
@@ -909,6 +1008,7 @@ class BudgetProcessor:
         if self._redis is not None:
             self._redis.forget()  # the child is a new process: its own id, connections and usage
         self._held, self._folded = [], {}
+        self._settle()  # deferred calls count in the child's view like the parent's other uncommitted ones
         for st in self._states.values():
             st.pending.clear()  # the parent commits those
 
@@ -925,6 +1025,7 @@ class BudgetProcessor:
         now = self._now()
         out = []
         with self._lock:
+            self._settle()
             for (idx, group), st in sorted(self._states.items(), key=lambda kv: (kv[0][0], kv[0][1])):
                 a = self._active[idx]
                 if a.rolling is None:

@@ -107,9 +107,15 @@ class Segment:
 
     ``slots``: one ``Slot`` per budget with a current state, for the hot path's short loop while the segment
     holds and the processor's states are the ones they were taken from (``gen``); ``missing``: the amount
-    indices of the budgets without one (a call adding to one of them is prepared first)."""
+    indices of the budgets without one (a call adding to one of them is prepared first).
 
-    __slots__ = ("buckets", "end", "entries", "gen", "missing", "slots", "start")
+    Deferred counting (see ``BudgetProcessor.on_usage``): ``room`` holds, per amount index, how much more
+    usage the segment's budgets can take before any of them could reach a threshold, the projection or its
+    block limit (valid while ``room_gen`` is the processor's); ``acc`` and ``acc_n`` hold the sums and call
+    counts of the calls counted here and not yet added to the states."""
+
+    __slots__ = ("acc", "acc_n", "buckets", "end", "entries", "gen", "indices", "missing", "open", "room",
+                 "room_at", "room_gen", "slots", "start")  # fmt: skip
 
     def __init__(self, entries: tuple[tuple[Active, str, int], ...], start: float, end: float) -> None:
         self.entries = entries  # (budget, group, bucket)
@@ -119,6 +125,13 @@ class Segment:
         self.gen = -1
         self.slots: tuple[Slot, ...] | None = None
         self.missing: tuple[int, ...] = ()
+        self.indices: tuple[int, ...] = ()  # the amount indices the slots count
+        self.room: list[float] = []
+        self.room_gen = -1
+        self.room_at = 0.0  # when the room was measured
+        self.acc: list[float] = []
+        self.acc_n: list[int] = []
+        self.open = False  # holds deferred calls (listed in the processor's open segments)
 
 
 class Route:
