@@ -84,6 +84,8 @@ class BudgetProcessor:
         self.budgets = [b if isinstance(b, Budget) else Budget(**b) for b in budgets]
         self._active = [Active(i, b) for i, b in enumerate(self.budgets)]
         self._blocking = any(a.block for a in self._active)
+        # False only while no blocking budget's state is at or over its limit (before_call has nothing to check).
+        self._maybe_over = False
         self._ctx_keys = tuple(sorted({k for b in self.budgets for k in b.context_keys}))
         self._token_sets = list(dict.fromkeys(a.token_fields for a in self._active if a.tokens))
         for a in self._active:
@@ -190,6 +192,8 @@ class BudgetProcessor:
         if not self._blocking:
             return
         self._writer.start()  # keeps this process's view of the shared totals fresh
+        if not self._maybe_over:
+            return  # no blocking budget's state has reached its limit
         now = self._now()
         for a, group, key in self._route(info.provider, info.operation, info.request_model, info.attributes).blocking:
             st = self._states.get(key)
@@ -302,7 +306,7 @@ class BudgetProcessor:
             return
         for seg in self._open:
             acc, acc_n = seg.acc, seg.acc_n
-            for st, i, bucket, _a, _group, _fc in seg.slots or ():
+            for st, i, bucket, a, _group, _fc in seg.slots or ():
                 n = acc_n[i]
                 if not n:
                     continue
@@ -314,6 +318,8 @@ class BudgetProcessor:
                     p[0] += amount
                     p[1] += n
                 st.used += amount
+                if a.block and st.used >= a.limit:  # (the room keeps it under: this is a safeguard)
+                    self._maybe_over = True
             for i in seg.indices:
                 acc[i] = 0.0
                 acc_n[i] = 0
@@ -338,6 +344,8 @@ class BudgetProcessor:
                 p[1] += 1
             before = st.used
             used = st.used = before + amount
+            if a.block and used >= a.limit:
+                self._maybe_over = True
             if used >= st.next_at or (
                 fc
                 and now >= st.fc_from
@@ -823,6 +831,8 @@ class BudgetProcessor:
                 st.fired[label] = win
         st.confirmed = live
         st.recompute(after)
+        if a.block and st.used >= a.limit:
+            self._maybe_over = True
         if a.rolling is None:
             st.next_at = next_at(a, st.fired)
 
@@ -881,6 +891,11 @@ class BudgetProcessor:
                             self._gen += 1
                         continue
                     self._sync(a, st, totals.get(key[1], {}), fired.get(key[1], {}), now)
+            # Every state was just re-read: over again only where one still is (a window turned, usage expired).
+            active = self._active
+            self._maybe_over = any(
+                active[i].block and st.used >= active[i].limit for (i, _g), st in self._states.items()
+            )
 
     def _maybe_prune(self) -> None:
         if time.monotonic() - self._last_prune < _PRUNE_EVERY_S:
