@@ -370,6 +370,17 @@ def test_calls_on_routes_that_share_a_budget_fire_and_block_on_the_exact_call(ma
         ("shared", "1.0", 105)]  # fmt: skip
 
 
+def test_a_negative_amount_from_a_provider_does_not_hide_a_crossing_on_another_route(make_proc: Any) -> None:
+    # Summed calls are bounded by what every route holds together; a negative token count on one route must
+    # not lower that bound under what another route's budget has waiting.
+    proc = make_proc([{**TOKENS_100, "name": f"on-{m}", "scope": {"model": m}} for m in ("gpt-4o", "gpt-4o-mini")])
+    calls = [(40, "gpt-4o"), (10, "gpt-4o-mini"), (1, "gpt-4o"), (4, "gpt-4o"), (-3, "gpt-4o-mini"), (6, "gpt-4o")]
+    spans = [_Span(trace_id=i + 1, span_id=i + 1) for i in range(len(calls))]
+    for (tokens, model), span in zip(calls, spans, strict=True):
+        proc.on_usage(record(tokens, model=model, span=span))
+    assert [[e[1][sc.BUDGET_THRESHOLD] for e in s.events] for s in spans] == [[], [], [], [], [], ["0.5"]]  # 51
+
+
 def test_a_token_budget_counts_its_types_from_the_first_call_on_a_route_that_reports_them(make_proc: Any) -> None:
     proc = make_proc([
         {"name": "usd", "limit": 1, "period": "daily"},

@@ -2,7 +2,9 @@
 
 Hot path (``on_usage``, ``before_call``): in-memory state under one lock, no I/O. ``on_usage`` adds the
 call's amount to each budget it counts for, detects a threshold crossing from that in-memory view (and
-then adds a span event to the call's still-open span), and queues the deltas.
+then adds a span event to the call's still-open span), and queues the deltas. While a call cannot cross
+anything it is only summed on its route's segment, and the sums reach the budgets before anything reads
+them (``_defer``, ``_settle``; docs/budgets.md, the hot path).
 
 Writer thread: gathers the queued deltas for ``commit_every_s`` and, in one ``BEGIN IMMEDIATE``
 transaction on the shared state file, reads the shared totals, replays the batch's calls in order against
@@ -257,14 +259,14 @@ class BudgetProcessor:
     def _defer(self, seg: Segment, amounts: tuple[Any, ...], now: float) -> bool:
         """Count a call on its segment only, when it cannot take any of the segment's budgets to a threshold,
         the projection or a block (caller holds the lock). The test is against ``_deferred``, what every open
-        segment holds, an upper bound of what any one state has waiting: so it holds across routes sharing a
-        state. Amounts are never negative, so a call that passes it could not have crossed anything."""
+        segment holds, an upper bound of what any one state has waiting (while no amount is negative: such a
+        call, or a NaN, is counted budget by budget), so it holds across routes sharing a state."""
         if seg.room_gen != self._room_gen or now < seg.room_at:  # (a clock set back lowers the projection's bar)
             self._measure_room(seg, now)
         deferred, room = self._deferred, seg.room
         for i in seg.indices:
             amount = amounts[i]
-            if amount is not None and not 0.0 <= deferred[i] + amount < room[i]:
+            if amount is not None and not (amount >= 0.0 and deferred[i] + amount < room[i]):
                 return False
         acc, acc_n = seg.acc, seg.acc_n
         for i in seg.indices:

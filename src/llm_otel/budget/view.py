@@ -109,7 +109,7 @@ class Segment:
     holds and the processor's states are the ones they were taken from (``gen``); ``missing``: the amount
     indices of the budgets without one (a call adding to one of them is prepared first).
 
-    Deferred counting (see ``BudgetProcessor.on_usage``): ``room`` holds, per amount index, how much more
+    Deferred counting (see ``BudgetProcessor._defer``): ``room`` holds, per amount index, how much more
     usage the segment's budgets can take before any of them could reach a threshold, the projection or its
     block limit (valid while ``room_gen`` is the processor's); ``acc`` and ``acc_n`` hold the sums and call
     counts of the calls counted here and not yet added to the states."""
