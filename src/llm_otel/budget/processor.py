@@ -312,15 +312,7 @@ class BudgetProcessor:
                 n = acc_n[i]
                 if not n:
                     continue
-                amount = acc[i]
-                p = st.pending.get(bucket)
-                if p is None:
-                    st.pending[bucket] = [amount, n]
-                else:
-                    p[0] += amount
-                    p[1] += n
-                st.used += amount
-                if a.block and st.used >= a.limit:  # (the room keeps it under: this is a safeguard)
+                if st.add(bucket, acc[i], n) >= a.limit and a.block:  # (the room keeps it under: a safeguard)
                     self._maybe_over = True
             for i in seg.indices:
                 acc[i] = 0.0
@@ -331,21 +323,15 @@ class BudgetProcessor:
 
     def _count(self, slots: tuple[Slot, ...], amounts: tuple[Any, ...], now: float, record: UsageRecord
                ) -> list[BudgetAlert] | None:  # fmt: skip
-        """Add a call to each state of ``slots`` and decide its crossings (caller holds the lock, no segment
-        holds deferred calls). Every segment's room is measured again on its next call."""
+        """Add a call to each state of ``slots`` and decide its crossings (caller holds the lock and has just
+        settled: no segment holds deferred calls, and every room will be measured again)."""
         crossed: list[BudgetAlert] | None = None
         for st, i, bucket, a, group, fc in slots:
             amount = amounts[i]
             if amount is None:
                 continue
-            p = st.pending.get(bucket)
-            if p is None:
-                st.pending[bucket] = [amount, 1]
-            else:
-                p[0] += amount
-                p[1] += 1
             before = st.used
-            used = st.used = before + amount
+            used = st.add(bucket, amount, 1)
             if a.block and used >= a.limit:
                 self._maybe_over = True
             if used >= st.next_at or (
@@ -357,7 +343,6 @@ class BudgetProcessor:
                 found = self._cross_locally(a, st, group, now, record, before)
                 if found:
                     crossed = (crossed or []) + found
-        self._room_gen += 1
         return crossed
 
     def _prepare(self, route: Route, seg: Segment | None, now: float, amounts: tuple[Any, ...]
@@ -388,7 +373,7 @@ class BudgetProcessor:
                     st.bucket = bucket
                     self._expire(a, st, now)
         if entries is not None:
-            seg = route.segment = Segment(tuple(entries), start, end)
+            seg = route.segment = Segment(tuple(entries), start, end, len(self._deferred))
         return seg, self._take_slots(route, seg)
 
     def _take_slots(self, route: Route, seg: Segment) -> tuple[Slot, ...]:
@@ -408,8 +393,6 @@ class BudgetProcessor:
                 slots.append((st, a.amount_index, bucket, a, group, a.forecast))
         seg.slots, seg.missing, seg.gen = tuple(slots), tuple(missing), self._gen
         seg.indices = tuple(sorted({slot[1] for slot in slots}))
-        if len(seg.acc) != len(self._deferred):
-            seg.acc, seg.acc_n = [0.0] * len(self._deferred), [0] * len(self._deferred)
         seg.room_gen = -1
         return seg.slots
 

@@ -84,6 +84,17 @@ class State:
         self.fc_span = end - start
         self.fc_from = INF
 
+    def add(self, bucket: int, amount: float, calls: int) -> float:
+        """Add ``calls`` calls totalling ``amount`` to ``bucket``'s pending usage; the new ``used``."""
+        p = self.pending.get(bucket)
+        if p is None:
+            self.pending[bucket] = [amount, calls]
+        else:
+            p[0] += amount
+            p[1] += calls
+        used = self.used = self.used + amount
+        return used
+
     def recompute(self, after: float) -> None:
         used = 0.0
         for b, v in self.synced.items():
@@ -117,7 +128,7 @@ class Segment:
     __slots__ = ("acc", "acc_n", "buckets", "end", "entries", "gen", "indices", "missing", "open", "room",
                  "room_at", "room_gen", "slots", "start")  # fmt: skip
 
-    def __init__(self, entries: tuple[tuple[Active, str, int], ...], start: float, end: float) -> None:
+    def __init__(self, entries: tuple[tuple[Active, str, int], ...], start: float, end: float, amounts: int) -> None:
         self.entries = entries  # (budget, group, bucket)
         self.buckets = {a.idx: (group, bucket) for a, group, bucket in entries}
         self.start = start
@@ -129,8 +140,8 @@ class Segment:
         self.room: list[float] = []
         self.room_gen = -1
         self.room_at = 0.0  # when the room was measured
-        self.acc: list[float] = []
-        self.acc_n: list[int] = []
+        self.acc = [0.0] * amounts  # per amount index (``amounts``: how many a call has)
+        self.acc_n = [0] * amounts
         self.open = False  # holds deferred calls (listed in the processor's open segments)
 
 
