@@ -50,8 +50,24 @@ def field(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
+def fields(obj: Any, names: tuple[str, ...]) -> list[Any]:
+    """``field(obj, name)`` for each of ``names``, in one call (the per-call readers' hot path)."""
+    if obj is None:
+        return [None] * len(names)
+    if isinstance(obj, dict):
+        return [obj.get(name) for name in names]
+    return [getattr(obj, name, None) for name in names]
+
+
 def _int(value: Any) -> int | None:
+    if type(value) is int:
+        return value
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+_CHAT_USAGE = ("prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details")
+_RESPONSES_USAGE = ("input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details")
+_INPUT_DETAILS = ("cached_tokens", "cache_write_tokens")
 
 
 def from_openai(usage: Any) -> Usage | None:
@@ -61,28 +77,19 @@ def from_openai(usage: Any) -> Usage | None:
     """
     if usage is None:
         return None
-    prompt = _int(field(usage, "prompt_tokens"))
-    if prompt is not None or field(usage, "completion_tokens") is not None:
-        details_in = field(usage, "prompt_tokens_details")
-        details_out = field(usage, "completion_tokens_details")
-        return Usage(  # embeddings report no completion_tokens: output stays unknown
-            input_tokens=prompt,
-            output_tokens=_int(field(usage, "completion_tokens")),
-            cache_read_tokens=_int(field(details_in, "cached_tokens")),
-            cache_write_tokens=_int(field(details_in, "cache_write_tokens")),
-            reasoning_tokens=_int(field(details_out, "reasoning_tokens")),
-        )
-    inp = _int(field(usage, "input_tokens"))
-    out = _int(field(usage, "output_tokens"))
-    if inp is None and out is None:
-        return None
-    details_in = field(usage, "input_tokens_details")
-    details_out = field(usage, "output_tokens_details")
-    return Usage(
-        input_tokens=inp,
-        output_tokens=out,
-        cache_read_tokens=_int(field(details_in, "cached_tokens")),
-        cache_write_tokens=_int(field(details_in, "cache_write_tokens")),
+    prompt, completion, details_in, details_out = fields(usage, _CHAT_USAGE)
+    prompt = _int(prompt)
+    if prompt is None and completion is None:
+        inp, out, details_in, details_out = fields(usage, _RESPONSES_USAGE)
+        prompt, completion = _int(inp), _int(out)
+        if prompt is None and completion is None:
+            return None
+    cached, cache_write = fields(details_in, _INPUT_DETAILS)
+    return Usage(  # embeddings report no completion_tokens: output stays unknown
+        input_tokens=prompt,
+        output_tokens=_int(completion),
+        cache_read_tokens=_int(cached),
+        cache_write_tokens=_int(cache_write),
         reasoning_tokens=_int(field(details_out, "reasoning_tokens")),
     )
 

@@ -14,19 +14,20 @@ from .. import semconv as sc
 from ..core import content
 from ..core.call import Call
 from ..core.content import Content
-from ..core.usage import field, from_openai
+from ..core.usage import field, fields, from_openai
 from ._stainless import Observer, StainlessInstrumentor
 
 _perf = time.perf_counter
+_RESPONSE_FIELDS = ("model", "id", "choices", "usage")
 
 
 def apply_openai_response(record: Call, body: Any) -> None:
     """Copy model, id, finish reasons and usage from a parsed (non-stream) OpenAI response onto the record."""
     if body is None or isinstance(body, (str, bytes)):
         return
-    record.response_model = field(body, "model") or record.response_model
-    record.response_id = field(body, "id") or record.response_id
-    choices = field(body, "choices")
+    model, response_id, choices, usage = fields(body, _RESPONSE_FIELDS)
+    record.response_model = model or record.response_model
+    record.response_id = response_id or record.response_id
     if choices:
         reasons = [r for r in (field(c, "finish_reason") for c in choices) if r]
         record.finish_reasons = reasons or None
@@ -35,7 +36,7 @@ def apply_openai_response(record: Call, body: Any) -> None:
             record.output_text = ["".join(texts)]
     elif field(body, "status") and record.operation == sc.OP_CHAT:
         record.finish_reasons = [field(body, "status")]
-    usage = from_openai(field(body, "usage"))
+    usage = from_openai(usage)
     if usage is not None:
         record.usage = usage
         record.usage_complete = True
