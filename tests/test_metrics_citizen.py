@@ -140,6 +140,38 @@ def test_ratelimit_headroom_is_two_gauges_each_with_its_unit(sim: Any, capture: 
     assert not any("kind" in key for key in req_point.attributes)
 
 
+def _exemplar_span_ids(capture: Any, *names: str) -> dict[str, set[int]]:
+    """Metric name -> span ids of the exemplars on its points in this collection."""
+    return {
+        m.name: {e.span_id for dp in m.data.data_points for e in dp.exemplars}
+        for m, _ in _metrics(capture).values()
+        if m.name in names
+    }
+
+
+def test_per_call_points_carry_an_exemplar_of_the_calls_own_span(sim: Any, capture: Any) -> None:
+    """Duration, token usage and time to first chunk link to the LLM call's span (what Grafana's exemplars
+    open), not to the app's span that is current when the call ends, nor to nothing after a stream."""
+    from opentelemetry import trace
+
+    names = (sc.METRIC_OPERATION_DURATION, sc.METRIC_TOKEN_USAGE, sc.METRIC_TIME_TO_FIRST_CHUNK)
+    tracer = capture.runtime.tracer
+    with tracer.start_as_current_span("app work") as app:
+        _call(sim)
+    (chat,) = [s for s in capture.spans() if s.name != "app work"]
+    assert chat.parent is not None and chat.parent.span_id == app.get_span_context().span_id
+    assert _exemplar_span_ids(capture, *names) == {
+        sc.METRIC_OPERATION_DURATION: {chat.context.span_id},
+        sc.METRIC_TOKEN_USAGE: {chat.context.span_id},
+    }
+    client = openai.OpenAI(base_url=sim.openai_base_url, api_key="x")
+    assert trace.get_current_span() is trace.INVALID_SPAN
+    for _ in client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True):
+        pass
+    stream = capture.spans()[-1]
+    assert _exemplar_span_ids(capture, *names) == {name: {stream.context.span_id} for name in names}
+
+
 # ---- 2. schema URL and dependency floors ------------------------------------------------------------------------
 def test_spans_and_metrics_carry_the_conventions_schema_url(sim: Any, capture: Any) -> None:
     assert sc.SCHEMA_URL == "https://opentelemetry.io/schemas/1.41.1"

@@ -28,7 +28,9 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
+from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.trace import set_span_in_context
 
 from .. import semconv as sc
 from ..core.result import CallResult
@@ -304,6 +306,7 @@ def stop_reporting_budgets(processor: Any) -> None:
 
 
 _NO_CONTEXT: dict[str, str] = {}
+_EMPTY_OTEL_CONTEXT = Context()  # the base of each call's points' context: only its span
 
 
 class MetricsSink:
@@ -355,17 +358,20 @@ class MetricsSink:
     def on_usage(self, r: CallResult) -> None:
         series = self._series_for(r)
         inst = self.instruments
-        inst.duration.record(r.duration_s, series.attrs)
+        # The call's own span as the points' context, whatever is current when the call ends (the app's span,
+        # or nothing after a stream is read to its end): the SDK's exemplars then link these points to it.
+        ctx = set_span_in_context(r.span, _EMPTY_OTEL_CONTEXT) if r.span is not None else None
+        inst.duration.record(r.duration_s, series.attrs, ctx)
         usage = r.usage
         if usage is not None:
             if usage.input_tokens is not None:
-                inst.token_usage.record(usage.input_tokens, series.typed[0])
+                inst.token_usage.record(usage.input_tokens, series.typed[0], ctx)
             if usage.output_tokens is not None:
-                inst.token_usage.record(usage.output_tokens, series.typed[1])
+                inst.token_usage.record(usage.output_tokens, series.typed[1], ctx)
         if r.time_to_first_chunk_s is not None:
-            inst.time_to_first_chunk.record(r.time_to_first_chunk_s, series.attrs)
+            inst.time_to_first_chunk.record(r.time_to_first_chunk_s, series.attrs, ctx)
             if inst.latest_ttfc is not None:
-                inst.latest_ttfc.record(r.time_to_first_chunk_s, series.attrs)
+                inst.latest_ttfc.record(r.time_to_first_chunk_s, series.attrs, ctx)
         headroom = None
         if r.ratelimit_requests is not None or r.ratelimit_tokens is not None:
             # Headroom belongs to the account and server, not to a tenant or an error: no context keys.
