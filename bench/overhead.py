@@ -199,8 +199,9 @@ def targets(results: dict[str, Any]) -> dict[str, list[Check]]:
     out: dict[str, list[Check]] = {}
 
     def added(arm: dict[str, Any], est: str) -> float:
-        extra = arm["collect_added"]["median"] if est == "wall" else 0.0  # collection counts with the block
-        return arm[f"{est}_added"]["median"] + extra
+        # What a call costs at collection (points recorded there, observable callbacks) counts with both
+        # estimates: moving work off the caller's thread does not make it free.
+        return arm[f"{est}_added"]["median"] + arm["collect_added"]["median"]
 
     for key, s in results.get("timing", {}).items():
         arms = s["arms"]
@@ -243,7 +244,8 @@ def targets(results: dict[str, Any]) -> dict[str, list[Check]]:
 
 
 def print_targets(checks: dict[str, list[Check]]) -> None:
-    print("\nTargets (timing: block = the median-of-blocks figure, fast = the fast estimate):")
+    print("\nTargets (timing: block = the median-of-blocks figure, fast = the fast estimate; non-stream ratios "
+          "and the comparison with the official instrumentation add what the call costs at collection to both):")
     for name, results in checks.items():
         cells = "; ".join(f"{label} {'-' if v is None else f'{v:.2f}'} {VERDICT[ok]}" for label, v, ok in results)
         print(f"  {name}: {cells}")
