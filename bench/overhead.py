@@ -244,8 +244,10 @@ def targets(results: dict[str, Any]) -> dict[str, list[Check]]:
 
 
 def print_targets(checks: dict[str, list[Check]]) -> None:
-    print("\nTargets (timing: block = the median-of-blocks figure, fast = the fast estimate; non-stream ratios "
-          "and the comparison with the official instrumentation add what the call costs at collection to both):")
+    print(
+        "\nTargets (timing: block = the median-of-blocks figure, fast = the fast estimate; non-stream ratios "
+        "and the comparison with the official instrumentation add what the call costs at collection to both):"
+    )
     for name, results in checks.items():
         cells = "; ".join(f"{label} {'-' if v is None else f'{v:.2f}'} {VERDICT[ok]}" for label, v, ok in results)
         print(f"  {name}: {cells}")
