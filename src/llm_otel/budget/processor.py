@@ -1042,8 +1042,9 @@ class BudgetProcessor:
         return [{"budget": a.name, "group": group, "used": used, "limit": a.limit, "utilization": used / a.limit,
                  "fired": sorted(st.fired)} for a, group, st, used in self._current()]  # fmt: skip
 
-    def _observe_utilization(self, options: CallbackOptions) -> list[Observation]:
-        """``llm_otel.budget.utilization`` at collection time: this process's view of each current window."""
+    def utilization_observations(self, options: CallbackOptions) -> list[Observation]:
+        """``llm_otel.budget.utilization`` at collection time: this process's view of each current window (the
+        meter's gauge callback calls it for every processor that reports there)."""
         return [Observation(used / a.limit, a.attrs(group)) for a, group, _st, used in self._current()]
 
 

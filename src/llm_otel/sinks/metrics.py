@@ -186,7 +186,7 @@ class _Aggregates:
 
     def report_budgets(self, processor: Any) -> None:
         """Have this meter's ``llm_otel.budget.utilization`` gauge report ``processor`` (held weakly; the gauge is
-        created on first use) through its ``_observe_utilization(options)``."""
+        created on first use) through its ``utilization_observations(options)``."""
         with _AGGREGATES_LOCK:
             if self._budget_reporters is None:
                 self._budget_reporters = weakref.WeakSet()
@@ -290,7 +290,7 @@ class _Aggregates:
         return observe
 
     def _observe_utilization(self, options: CallbackOptions) -> list[Observation]:
-        return [obs for proc in list(self._budget_reporters or ()) for obs in proc._observe_utilization(options)]
+        return [obs for proc in list(self._budget_reporters or ()) for obs in proc.utilization_observations(options)]
 
 
 _AGGREGATES: weakref.WeakKeyDictionary[Any, _Aggregates] = weakref.WeakKeyDictionary()
