@@ -19,6 +19,7 @@ from typing import Any
 import openai
 import pytest
 import yaml
+from opentelemetry import trace
 from opentelemetry.sdk.metrics.export import Gauge
 
 from llm_otel import semconv as sc
@@ -152,8 +153,6 @@ def _exemplar_span_ids(capture: Any, *names: str) -> dict[str, set[int]]:
 def test_per_call_points_carry_an_exemplar_of_the_calls_own_span(sim: Any, capture: Any) -> None:
     """Duration, token usage and time to first chunk link to the LLM call's span (what Grafana's exemplars
     open), not to the app's span that is current when the call ends, nor to nothing after a stream."""
-    from opentelemetry import trace
-
     names = (sc.METRIC_OPERATION_DURATION, sc.METRIC_TOKEN_USAGE, sc.METRIC_TIME_TO_FIRST_CHUNK)
     tracer = capture.runtime.tracer
     with tracer.start_as_current_span("app work") as app:

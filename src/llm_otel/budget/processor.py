@@ -312,7 +312,7 @@ class BudgetProcessor:
                 n = acc_n[i]
                 if not n:
                     continue
-                if st.add(bucket, acc[i], n) >= a.limit and a.block:  # (the room keeps it under: a safeguard)
+                if a.blocks(st.add(bucket, acc[i], n)):  # (the room keeps it under: a safeguard)
                     self._maybe_over = True
             for i in seg.indices:
                 acc[i] = 0.0
@@ -332,7 +332,7 @@ class BudgetProcessor:
                 continue
             before = st.used
             used = st.add(bucket, amount, 1)
-            if a.block and used >= a.limit:
+            if a.blocks(used):
                 self._maybe_over = True
             if used >= st.next_at or (
                 fc
@@ -816,7 +816,7 @@ class BudgetProcessor:
                 st.fired[label] = win
         st.confirmed = live
         st.recompute(after)
-        if a.block and st.used >= a.limit:
+        if a.blocks(st.used):
             self._maybe_over = True
         if a.rolling is None:
             st.next_at = next_at(a, st.fired)
@@ -878,9 +878,7 @@ class BudgetProcessor:
                     self._sync(a, st, totals.get(key[1], {}), fired.get(key[1], {}), now)
             # Every state was just re-read: over again only where one still is (a window turned, usage expired).
             active = self._active
-            self._maybe_over = any(
-                active[i].block and st.used >= active[i].limit for (i, _g), st in self._states.items()
-            )
+            self._maybe_over = any(active[i].blocks(st.used) for (i, _g), st in self._states.items())
 
     def _maybe_prune(self) -> None:
         if time.monotonic() - self._last_prune < _PRUNE_EVERY_S:

@@ -53,6 +53,10 @@ class Active:
         self.block = budget.action == "block"
         self.gauge_attrs: dict[str, dict[str, str]] = {}
 
+    def blocks(self, used: float) -> bool:
+        """True when this is a blocking budget and ``used`` has reached its limit."""
+        return self.block and used >= self.limit
+
     def attrs(self, group: str) -> dict[str, str]:
         a = self.gauge_attrs.get(group)
         if a is None:
