@@ -570,3 +570,26 @@ def test_memory_only_state(make_proc: Any) -> None:
     proc.on_usage(record(60))
     proc.flush()
     assert [a.threshold for a in got] == ["0.5"]
+
+
+# --- sums of decimal prices -------------------------------------------------------------------------------------
+def test_usd_thresholds_and_the_block_land_on_the_call_whose_price_reaches_them(
+    sim: Any, make_capture: Any, make_proc: Any
+) -> None:
+    # Ten calls at $0.10 are $1.00, but their float sum is 0.9999999999999999 (and eight are 0.7999999999999999):
+    # compared exactly, the 80 % and 100 % alerts would land one call late and the eleventh call would go out.
+    got: list[Any] = []
+    proc = make_proc([{"name": "dollar", "limit": 1, "period": "daily", "forecast": False, "action": "block"}],
+                     on_alert=got.append)  # fmt: skip
+    cap = make_capture(processors=[proc], prices={"gpt-4o-mini": {"input": 100.0, "output": 0.0}})
+    for _ in range(10):
+        _chat(sim, 1000)  # 1,000 input tokens at $100 per million: $0.10
+    costs = [s.attributes[sc.COST_USD] for s in cap.spans()]
+    assert costs == [0.1] * 10
+    with pytest.raises(llm_otel.BudgetExceeded):
+        _chat(sim, 1000)
+    assert len(sim.requests()) == 10
+    fired_on = {i: [e[sc.BUDGET_THRESHOLD] for e in _events(s)] for i, s in enumerate(cap.spans()[:10])}
+    assert {i: ev for i, ev in fired_on.items() if ev} == {4: ["0.5"], 6: ["0.7"], 7: ["0.8"], 9: ["1.0"]}
+    proc.flush()
+    assert [a.threshold for a in got] == ["0.5", "0.7", "0.8", "1.0"]

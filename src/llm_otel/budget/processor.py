@@ -199,7 +199,7 @@ class BudgetProcessor:
         now = self._now()
         for a, group, key in self._route(info.provider, info.operation, info.request_model, info.attributes).blocking:
             st = self._states.get(key)
-            if st is None or st.used < a.limit:  # (rolling: used is an upper bound until old buckets expire)
+            if st is None or st.used < a.reach_limit:  # (rolling: used is an upper bound until old buckets expire)
                 continue
             if a.rolling is None:
                 if not st.start <= now < st.end:
@@ -209,7 +209,7 @@ class BudgetProcessor:
                 with self._lock:
                     self._settle()
                     used, resets = self._rolling_used(a, st, now)
-                if used < a.limit:
+                if used < a.reach_limit:
                     continue
             b = a.budget
             raise BudgetExceeded(b.name, group, used, a.limit, b.unit, datetime.fromtimestamp(resets, b.tz))
@@ -291,7 +291,7 @@ class BudgetProcessor:
             if fc and PROJECTED not in st.fired and st.fc_span > 0:
                 r = min(r, a.limit * (max(now, st.fc_from) - st.fc_since) / st.fc_span - used)
             if a.block:
-                r = min(r, a.limit - used)
+                r = min(r, a.reach_limit - used)
             if r < INF:
                 r -= _SUM_SLACK * (abs(used) + abs(r) + 1.0)
             if r < room[i]:
@@ -440,7 +440,7 @@ class BudgetProcessor:
         left = used
         resets = now
         for b in sorted(per):
-            if left < a.limit:
+            if left < a.reach_limit:
                 break
             left -= per[b]
             resets = b + g + d  # type: ignore[operator]

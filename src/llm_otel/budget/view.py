@@ -13,12 +13,17 @@ from .rules import PROJECTED, USAGE_FIELDS, Budget, threshold_label
 
 NEG = float("-inf")
 INF = float("inf")
+# A USD amount reaches a threshold or limit within one part in a billion of it. Float sums of the same prices
+# depend on the order of addition, and the decimal sum is the one meant: ten calls at $0.10 add up to
+# 0.9999999999999999, so an exact test would let a $1 blocking budget pass an eleventh call. Token amounts are
+# integers, summed exactly. See docs/budgets.md, "When a threshold is reached".
+USD_REACH = 1.0 - 1e-9
 
 
 @dataclass(slots=True)
 class Threshold:
     value: float
-    amount: float  # value * limit
+    amount: float  # the usage that reaches it: value * limit (USD: within USD_REACH)
     label: str
     level: str
 
@@ -27,8 +32,8 @@ class Active:
     """A budget prepared for the hot path (plain attributes; no pydantic lookups per call)."""
 
     __slots__ = ("amount_index", "amounts", "block", "bucket_s", "budget", "first_at", "forecast", "gauge_attrs",
-                 "group_by", "idx", "limit", "matchers", "name", "rolling", "thresholds", "token_fields", "token_set",
-                 "tokens")  # fmt: skip
+                 "group_by", "idx", "limit", "matchers", "name", "reach_limit", "rolling", "thresholds", "token_fields",
+                 "token_set", "tokens")  # fmt: skip
 
     def __init__(self, idx: int, budget: Budget) -> None:
         self.idx = idx
@@ -41,21 +46,23 @@ class Active:
         self.matchers = budget.matchers
         self.forecast = budget.forecast and budget.rolling_s is None
         self.tokens = budget.unit == "tokens"
+        reach = 1.0 if self.tokens else USD_REACH
+        self.reach_limit = budget.limit * reach  # usage at or above this has reached the limit (blocks, projected)
         self.token_fields = tuple(USAGE_FIELDS[t] for t in budget.token_types or ())
         self.token_set = -1  # index into the processor's distinct token_fields (summed once per call)
         self.amount_index = 0  # index into a call's amounts: 0 USD, 1 + token_set for a token budget
         self.thresholds = tuple(
-            Threshold(t, t * budget.limit, threshold_label(t), budget.level_of(t)) for t in budget.thresholds
+            Threshold(t, t * budget.limit * reach, threshold_label(t), budget.level_of(t)) for t in budget.thresholds
         )
         self.first_at = self.thresholds[0].amount  # below this no threshold can fire
         # label -> the usage that reaches it (``projected`` is marked as passed once the limit is reached)
-        self.amounts = {PROJECTED: budget.limit, **{t.label: t.amount for t in self.thresholds}}
+        self.amounts = {PROJECTED: self.reach_limit, **{t.label: t.amount for t in self.thresholds}}
         self.block = budget.action == "block"
         self.gauge_attrs: dict[str, dict[str, str]] = {}
 
     def blocks(self, used: float) -> bool:
         """True when this is a blocking budget and ``used`` has reached its limit."""
-        return self.block and used >= self.limit
+        return self.block and used >= self.reach_limit
 
     def attrs(self, group: str) -> dict[str, str]:
         a = self.gauge_attrs.get(group)
@@ -197,7 +204,7 @@ def decide(a: Active, used: float, fired: Mapping[str, float], arm_after: float,
             if fired.get(ths[j].label, NEG) != win:
                 out.append((ths[j].label, False))
     if a.forecast and fired.get(PROJECTED, NEG) < arm_after:
-        if used >= a.limit:
+        if used >= a.reach_limit:
             out.append((PROJECTED, False))
         elif fc is not None and fc > a.limit:
             out.append((PROJECTED, True))
