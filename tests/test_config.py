@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import llm_otel
-from llm_otel.config import ConfigError, load_settings
+from llm_otel.config import ConfigError, _settings_adapter, load_settings
 
 
 def test_precedence_kwargs_over_env_over_file(tmp_path: Path) -> None:
@@ -42,6 +47,57 @@ def test_env_substitution_in_yaml(tmp_path: Path) -> None:
 def test_bad_values_name_the_field(overrides: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(overrides, env={})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"service_name": "svc", "endpoint": "localhost:4318"}, r"endpoint: .*http:// or https:// URL"),
+        ({"capture_content": "sometimes"}, r"capture_content: expected one of .*'sometimes'"),
+        ({"budget_store": "http://cache:6379"}, r"budget_store: "),
+        ({"ledger": 3}, r"ledger\.bool: Input should be a valid boolean"),
+        ({"exit_timeout": -1}, r"exit_timeout: must be 0 or more seconds"),
+    ],
+)
+def test_plain_values_that_fail_a_check_are_named_as_before(overrides: dict, message: str) -> None:
+    # Settings whose values already have their field's type are built without pydantic; a failed check still
+    # goes through pydantic's error, which names the field and where it came from.
+    with pytest.raises(ConfigError, match=r"instrument\(\) arguments / environment: " + message):
+        load_settings(overrides, env={})
+
+
+def _fields(settings: Any) -> dict[str, Any]:
+    return {**dataclasses.asdict(settings), "content_mode": settings.content_mode}
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"service_name": "billing"},
+        {"endpoint": "http://127.0.0.1:4318/", "service_name": "api", "ledger": False},
+        {"ledger": "/data/ledger.sqlite3", "capture_content": True, "inject_stream_usage": False},
+        {"capture_content": "span_and_event", "latest_semconv": True, "budget_state": False},
+        {"capture_content": "no_content", "budget_state": "/data/budgets.sqlite3", "budget_store": " "},
+        {"budget_store": "redis://127.0.0.1:6379/0", "ledger": True, "capture_content": False},
+    ],
+)
+def test_settings_built_without_pydantic_equal_pydantics(overrides: dict[str, Any]) -> None:
+    assert _fields(load_settings(overrides, env={})) == _fields(_settings_adapter().validate_python(overrides))
+
+
+FRESH = """
+import sys, llm_otel
+llm_otel.instrument(service_name="api", ledger=False, capture_content="span_only")
+print(sorted(m for m in sys.modules if m.split(".")[0] == "pydantic")[:3])
+"""
+
+
+def test_the_usual_settings_do_not_load_pydantic() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLM_OTEL_", "OTEL_"))}
+    env |= {"OTEL_SERVICE_NAME": "from-env", "OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental"}
+    out = subprocess.run([sys.executable, "-c", FRESH], capture_output=True, text=True, env=env, timeout=120,
+                         check=True)  # fmt: skip
+    assert out.stdout.strip() == "[]"
 
 
 def test_unknown_field_in_file_is_named(tmp_path: Path) -> None:

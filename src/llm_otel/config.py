@@ -271,6 +271,28 @@ def describe_errors(
     return "; ".join(lines)
 
 
+#: Fields whose values pydantic would keep as they are when they already have one of these exact types.
+_PLAIN_TYPES: dict[str, tuple[type, ...]] = {
+    "endpoint": (str,), "service_name": (str,), "ledger": (bool, str), "capture_content": (bool, str),
+    "inject_stream_usage": (bool,), "latest_semconv": (bool,), "budget_state": (bool, str),
+    "budget_store": (str,),
+}  # fmt: skip
+
+
+def _plain_settings(values: dict[str, Any]) -> Settings | None:
+    """``Settings`` built without pydantic when every value already has its field's exact type (what
+    ``instrument(service_name=...)`` and the usual ``OTEL_*`` variables give), so that pydantic is not imported
+    for them; None when pydantic must validate (anything else, or a failed check: its error names the field)."""
+    for name, value in values.items():
+        kinds = _PLAIN_TYPES.get(name)
+        if kinds is None or type(value) not in kinds:
+            return None
+    try:
+        return Settings(**values)
+    except _FieldError:
+        return None
+
+
 def load_settings(
     overrides: dict[str, Any] | None = None,
     *,
@@ -288,9 +310,8 @@ def load_settings(
     merged.update(_from_env(env))
     merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
     budgets = merged.pop("budgets", None)
-    if not merged:
-        settings = Settings()  # nothing to validate: pydantic stays unloaded
-    else:
+    settings = _plain_settings(merged)
+    if settings is None:
         from pydantic import ValidationError
 
         try:
