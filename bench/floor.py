@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 from workloads import A_MAX_TOKENS, A_MESSAGES, A_MODEL, HOST, MESSAGES, MODEL, PORT
 
@@ -19,14 +20,21 @@ from workloads import A_MAX_TOKENS, A_MESSAGES, A_MODEL, HOST, MESSAGES, MODEL, 
 DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
 TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
 _perf = time.perf_counter
+_NO_SPAN = Context()
 
 
 class Floor:
     """Hand-written instrumentation around each workload's call."""
 
-    def __init__(self, tracer_provider: Any, meter_provider: Any) -> None:
+    def __init__(self, tracer_provider: Any, meter_provider: Any, extension_points: bool = False) -> None:
+        """``extension_points``: also record the three points per call that llm-otel adds to the conventions' (see
+        ``_finish``); ``bench/instructions.py`` uses it to show what keeping them costs at the least."""
         self.tracer = tracer_provider.get_tracer("bench.floor")
         meter = meter_provider.get_meter("bench.floor")
+        self.extension_points = extension_points
+        self.cost = meter.create_histogram("bench.floor.request.cost", unit="USD")
+        self.throttle_wait = meter.create_histogram("bench.floor.throttle.wait", unit="s")
+        self.tokens_per_second = meter.create_histogram("bench.floor.tokens_per_second", unit="{token}/s")
         self.duration = meter.create_histogram(
             "gen_ai.client.operation.duration", unit="s", explicit_bucket_boundaries_advisory=DURATION_BUCKETS
         )
@@ -60,6 +68,11 @@ class Floor:
         self.duration.record(duration, attrs)
         self.token_usage.record(input_tokens, {**attrs, "gen_ai.token.type": "input"})
         self.token_usage.record(output_tokens, {**attrs, "gen_ai.token.type": "output"})
+        if self.extension_points:  # made-up values: only the SDK's cost per point matters here
+            # No exemplars (an empty context), as llm-otel records them at collection, outside any span.
+            self.cost.record(input_tokens * 1.5e-7 + output_tokens * 6e-7, attrs, _NO_SPAN)
+            self.throttle_wait.record(0.0, attrs, _NO_SPAN)
+            self.tokens_per_second.record(output_tokens / duration, attrs, _NO_SPAN)
 
     # --- openai -----------------------------------------------------------------------------------------------
     def chat(self, client: Any) -> Any:
