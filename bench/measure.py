@@ -240,7 +240,11 @@ def summarize(work: Workload, samples: dict[str, Samples]) -> dict[str, Any]:
         out["budgets_cpu"] = paired(b.cpu, lo.cpu)["median"]
     if work.chunks:
         for clock in ("wall", "fast", "cpu"):
-            out[f"per_chunk_beyond_floor_{clock}"] = out[f"llm_otel_minus_floor_{clock}"] / work.chunks
+            beyond = out[f"llm_otel_minus_floor_{clock}"]
+            out[f"per_chunk_beyond_floor_{clock}"] = beyond / work.chunks  # the caller's thread only
+            # what llm-otel records at collection (a point per chunk gap) is paid per chunk as well
+            with_collection = beyond + out["llm_otel_minus_floor_collect"]
+            out[f"per_chunk_beyond_floor_{clock}_with_collection"] = with_collection / work.chunks
     return out
 
 

@@ -147,9 +147,11 @@ def print_timing(timing: dict[str, Any]) -> None:
     print()
     for s in timing.values():
         if s["chunks"]:
+            with_wall, with_fast = (s[f"per_chunk_beyond_floor_{c}_with_collection"] for c in ("wall", "fast"))
             print(f"{s['label']}: (llm-otel - floor)/chunks = {s['per_chunk_beyond_floor_wall']:.2f} µs per chunk "
                   f"(wall; fast {s['per_chunk_beyond_floor_fast']:.2f}), {s['per_chunk_beyond_floor_cpu']:.2f} µs "
-                  "(CPU)")  # fmt: skip
+                  f"(CPU) on the caller's thread; with collection {with_wall:.2f} "
+                  f"(wall; fast {with_fast:.2f})")  # fmt: skip
     for s in timing.values():
         if "budgets_wall" in s:
             print(f"{s['label']}: 10 budgets add {s['budgets_wall']:.1f} µs/call (caller; fast "
@@ -220,10 +222,11 @@ def targets(results: dict[str, Any]) -> dict[str, list[Check]]:
                     for label, est in ests
                 ]  # fmt: skip
         elif s["chunks"]:
-            out[f"{key}: ≤ 2 µs per chunk beyond floor"] = [
-                (label, s[f"per_chunk_beyond_floor_{est}"], s[f"per_chunk_beyond_floor_{est}"] <= 2)
+            out[f"{key}: ≤ 2 µs per chunk beyond floor (caller + at collection)"] = [
+                (label, s[f"per_chunk_beyond_floor_{est}_with_collection"],
+                 s[f"per_chunk_beyond_floor_{est}_with_collection"] <= 2)
                 for label, est in ests
-            ]
+            ]  # fmt: skip
         if "budgets_cpu" in s and key in NON_STREAM:
             cpu = s["budgets_cpu"]
             out[f"{key}: 10 budgets ≤ 10 µs/call"] = [("CPU incl. background", cpu, cpu <= 10)]
