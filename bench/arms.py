@@ -138,19 +138,23 @@ def official_arm(telemetry: Telemetry) -> Arm:
     )
 
 
-def llm_otel_arm(telemetry: Telemetry, ledger: Path, budgets: bool = False, budget_state: Path | None = None) -> Arm:
-    """``llm_otel.instrument(...)`` with defaults, the ledger on (a temporary file), optionally 10 budgets."""
+def llm_otel_arm(telemetry: Telemetry, ledger: Path, budgets: bool = False, budget_state: Path | None = None,
+                 lean: bool = False) -> Arm:  # fmt: skip
+    """``llm_otel.instrument(...)`` with defaults, the ledger on (a temporary file), optionally 10 budgets, or
+    ``lean``: ``detail_histograms=False``."""
     import llm_otel
 
     extra: dict[str, Any] = {}
     if budgets:
         extra = {"budgets": BUDGETS, "budget_state": str(budget_state) if budget_state else False}
+    if lean:
+        extra["detail_histograms"] = False
 
     def on() -> None:
         llm_otel.instrument(ledger=str(ledger), **telemetry.kwargs(), **extra)
 
     return Arm(
-        "llm-otel+10 budgets" if budgets else "llm-otel",
+        "llm-otel+10 budgets" if budgets else "llm-otel-lean" if lean else "llm-otel",
         telemetry,
         on=on,
         off=llm_otel.uninstrument,
@@ -168,6 +172,8 @@ def make_arm(name: str, telemetry: Telemetry, tmp: Path) -> Arm:
         return official_arm(telemetry)
     if name == "llm-otel":
         return llm_otel_arm(telemetry, tmp / "ledger.sqlite3")
+    if name == "llm-otel-lean":
+        return llm_otel_arm(telemetry, tmp / "ledger-lean.sqlite3", lean=True)
     if name == "llm-otel+10 budgets":
         return llm_otel_arm(telemetry, tmp / "ledger-budgets.sqlite3", True, tmp / "budgets.sqlite3")
     raise ValueError(f"unknown arm {name!r}")

@@ -31,10 +31,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 WORKLOADS = ("chat", "stream", "anthropic", "anthropic_stream")
 ARMS = ("none", "floor", "official", "llm-otel")
-#: Not run by default: llm-otel with the bench's 10 budgets, and "floor+ext", the floor plus the three points per
-#: call that llm-otel records at collection (request cost, throttle wait, tokens per second, with the floor's
-#: attributes): the least any instrumentation pays that keeps those histograms (docs/decisions.md).
-MORE_ARMS = ("llm-otel+10 budgets", "floor+ext")
+#: Not run by default: llm-otel with the bench's 10 budgets; "llm-otel-lean", llm-otel with
+#: ``detail_histograms=False``; and "floor+ext", the floor plus the three points per call that llm-otel records
+#: at collection (request cost, throttle wait, tokens per second, with the floor's attributes): the least any
+#: instrumentation pays that keeps those histograms (docs/decisions.md).
+MORE_ARMS = ("llm-otel+10 budgets", "llm-otel-lean", "floor+ext")
 OPENAI_ONLY = {"official"}
 _TOTAL = re.compile(r"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
 

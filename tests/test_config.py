@@ -79,6 +79,7 @@ def _fields(settings: Any) -> dict[str, Any]:
         {"capture_content": "span_and_event", "latest_semconv": True, "budget_state": False},
         {"capture_content": "no_content", "budget_state": "/data/budgets.sqlite3", "budget_store": " "},
         {"budget_store": "redis://127.0.0.1:6379/0", "ledger": True, "capture_content": False},
+        {"detail_histograms": False, "service_name": "api"},
     ],
 )
 def test_settings_built_without_pydantic_equal_pydantics(overrides: dict[str, Any]) -> None:
@@ -119,6 +120,9 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
 def test_bad_env_boolean_is_named() -> None:
     with pytest.raises(ConfigError, match="LLM_OTEL_INJECT_STREAM_USAGE='sometimes'"):
         load_settings(env={"LLM_OTEL_INJECT_STREAM_USAGE": "sometimes"})
+    with pytest.raises(ConfigError, match="LLM_OTEL_DETAIL_HISTOGRAMS='most'"):
+        load_settings(env={"LLM_OTEL_DETAIL_HISTOGRAMS": "most"})
+    assert load_settings(env={"LLM_OTEL_DETAIL_HISTOGRAMS": "off"}).detail_histograms is False
 
 
 def test_instrument_raises_config_error_and_leaves_nothing_patched() -> None:

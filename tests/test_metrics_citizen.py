@@ -171,6 +171,31 @@ def test_per_call_points_carry_an_exemplar_of_the_calls_own_span(sim: Any, captu
     assert _exemplar_span_ids(capture, *names) == {name: {stream.context.span_id} for name in names}
 
 
+DETAIL = (sc.METRIC_REQUEST_COST, sc.METRIC_TOKENS_PER_SECOND, sc.METRIC_BURST_TOKENS_PER_SECOND,
+          sc.METRIC_THROTTLE_WAIT, sc.METRIC_TIME_PER_OUTPUT_CHUNK)  # fmt: skip
+CONVENTIONS = (sc.METRIC_OPERATION_DURATION, sc.METRIC_TOKEN_USAGE, sc.METRIC_TIME_TO_FIRST_CHUNK)
+
+
+@pytest.mark.parametrize("detail", [True, False])
+def test_detail_histograms_off_records_none_of_their_points_and_keeps_every_total(
+    sim: Any, make_capture: Any, detail: bool
+) -> None:
+    capture = make_capture(detail_histograms=detail)
+    client = openai.OpenAI(base_url=sim.openai_base_url, api_key="x")
+    client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    for _ in client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True):
+        pass
+    found = _metrics(capture)
+    assert {name: name in found for name in DETAIL} == {name: detail for name in DETAIL}
+    assert all(name in found for name in CONVENTIONS)
+    spans = capture.spans()
+    assert capture.total(sc.METRIC_COST) == pytest.approx(sum(s.attributes[sc.COST_USD] for s in spans))
+    assert capture.total(sc.METRIC_TOKENS, **{sc.TOKEN_TYPE: "output"}) == sum(
+        s.attributes[sc.USAGE_OUTPUT_TOKENS] for s in spans
+    )
+    assert capture.count(sc.METRIC_OPERATION_DURATION) == 2
+
+
 # ---- 2. schema URL and dependency floors ------------------------------------------------------------------------
 def test_spans_and_metrics_carry_the_conventions_schema_url(sim: Any, capture: Any) -> None:
     assert sc.SCHEMA_URL == "https://opentelemetry.io/schemas/1.41.1"

@@ -71,6 +71,9 @@ class Settings:
     """Prompts and completions: a content-capturing mode (no_content, span_only, event_only, span_and_event)
     or true/false (span_only / no_content). After validation it is a bool; ``content_mode`` keeps the mode."""
     inject_stream_usage: bool = True
+    detail_histograms: bool = True
+    """The histograms beyond the conventions' per-call points, recorded at each collection (request cost, tokens
+    per second, burst, throttle wait, time per output chunk). False records none of their points."""
     metric_attributes: list[str] = dataclasses.field(default_factory=list)
     """``llm_otel.context`` keys that may also go on metrics (they must be low-cardinality)."""
     prices: dict[str, ModelPrice] = dataclasses.field(default_factory=dict)
@@ -171,6 +174,8 @@ def _from_env(env: dict[str, str]) -> dict[str, Any]:
         out["capture_content"] = _capture_mode(capture)
     if "LLM_OTEL_INJECT_STREAM_USAGE" in env:
         out["inject_stream_usage"] = _env_bool("LLM_OTEL_INJECT_STREAM_USAGE", env["LLM_OTEL_INJECT_STREAM_USAGE"])
+    if "LLM_OTEL_DETAIL_HISTOGRAMS" in env:
+        out["detail_histograms"] = _env_bool("LLM_OTEL_DETAIL_HISTOGRAMS", env["LLM_OTEL_DETAIL_HISTOGRAMS"])
     if env.get("LLM_OTEL_METRIC_ATTRIBUTES"):
         out["metric_attributes"] = [k.strip() for k in env["LLM_OTEL_METRIC_ATTRIBUTES"].split(",") if k.strip()]
     if env.get("LLM_OTEL_ANTHROPIC_NATIVE_SPANS"):
@@ -274,8 +279,8 @@ def describe_errors(
 #: Fields whose values pydantic would keep as they are when they already have one of these exact types.
 _PLAIN_TYPES: dict[str, tuple[type, ...]] = {
     "endpoint": (str,), "service_name": (str,), "ledger": (bool, str), "capture_content": (bool, str),
-    "inject_stream_usage": (bool,), "latest_semconv": (bool,), "budget_state": (bool, str),
-    "budget_store": (str,),
+    "inject_stream_usage": (bool,), "detail_histograms": (bool,), "latest_semconv": (bool,),
+    "budget_state": (bool, str), "budget_store": (str,),
 }  # fmt: skip
 
 

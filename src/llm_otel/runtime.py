@@ -101,7 +101,8 @@ class Runtime:
         settings = self.settings
         self.providers = providers
         self.tracer = providers.tracer_provider.get_tracer(SCOPE, _version(), schema_url=sc.SCHEMA_URL)
-        self.metrics = MetricsSink(providers.meter_provider, tuple(settings.metric_attributes), settings.latest_semconv)
+        self.metrics = MetricsSink(providers.meter_provider, tuple(settings.metric_attributes), settings.latest_semconv,
+                                   settings.detail_histograms)  # fmt: skip
         self.prices = PriceBook(settings.prices)
         self.processors = processors
         self.session = SessionTotals()

@@ -119,6 +119,7 @@ class _Pending(NamedTuple):
     headroom: _Series | None  # the series the rate-limit headroom belongs to (None: no header seen)
     rl_requests: int | None
     rl_tokens: int | None
+    detail: bool  # record this call's points in the histograms (the sink's ``detail_histograms``)
 
 
 class _Aggregates:
@@ -208,6 +209,8 @@ class _Aggregates:
         cost, tps, burst = inst.request_cost.record, inst.tokens_per_second.record, inst.burst_tokens_per_second.record
         throttle, gap = inst.throttle_wait.record, inst.time_per_output_chunk.record
         for p in batch:
+            if not p.detail:
+                continue
             attrs = p.series.attrs
             if p.cost is not None:
                 cost(p.cost, attrs)
@@ -312,8 +315,12 @@ _EMPTY_OTEL_CONTEXT = Context()  # the base of each call's points' context: only
 class MetricsSink:
     """Records each call's metrics; see the module docstring."""
 
-    def __init__(self, meter_provider: Any, metric_keys: tuple[str, ...] = (), latest_semconv: bool = False) -> None:
+    def __init__(self, meter_provider: Any, metric_keys: tuple[str, ...] = (), latest_semconv: bool = False,
+                 detail_histograms: bool = True) -> None:  # fmt: skip
+        """``detail_histograms``: False records no point in the histograms filled at collection (request cost,
+        tokens per second, burst, throttle wait, time per output chunk); their totals are still counted."""
         self.meter = meter = meter_provider.get_meter(SCOPE, _version(), schema_url=sc.SCHEMA_URL)
+        self._detail = detail_histograms
         self._agg = agg = _Aggregates.of(meter)
         self.instruments = agg.instruments_for(latest_semconv)
         self._keys = metric_keys
@@ -378,7 +385,7 @@ class MetricsSink:
             headroom = series if not self._keys and r.error_type is None else self._series_for(r, with_context=False)
         pending = _Pending(series, usage, r.cost_usd, r.usage_complete, r.retry_reasons, r.throttle_wait_s,
                            r.tokens_per_second, r.burst_tokens_per_second, r.chunk_times, headroom,
-                           r.ratelimit_requests, r.ratelimit_tokens)  # fmt: skip
+                           r.ratelimit_requests, r.ratelimit_tokens, self._detail)  # fmt: skip
         agg = self._agg
         with self._lock:
             deferred = agg.deferred
