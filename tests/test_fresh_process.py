@@ -136,7 +136,7 @@ def _break_script(sdk: str, instrumented: bool) -> str:
     # own generator (and LiteLLM keeps it in another through its logging worker), so only the cyclic collector
     # frees it, wherever it happens to run. When that is inside the next request's httpcore pool lock, the
     # generator's ``response.close()`` waits for the same lock forever. This test is about what gets printed;
-    # that hazard is reported apart (seen with llm-otel loaded, not reproduced without it).
+    # that hazard is upstream (httpcore issue 990; docs/decisions.md, "Streams"): it hangs without llm-otel too.
     s = SDKS[sdk]
     body = [PRELUDE, INSTRUMENT if instrumented else "", s["imports"]]
     body.append(
