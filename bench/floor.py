@@ -32,9 +32,10 @@ class Floor:
         self.tracer = tracer_provider.get_tracer("bench.floor")
         meter = meter_provider.get_meter("bench.floor")
         self.extension_points = extension_points
-        self.cost = meter.create_histogram("bench.floor.request.cost", unit="USD")
-        self.throttle_wait = meter.create_histogram("bench.floor.throttle.wait", unit="s")
-        self.tokens_per_second = meter.create_histogram("bench.floor.tokens_per_second", unit="{token}/s")
+        if extension_points:
+            self.cost = meter.create_histogram("bench.floor.request.cost", unit="USD")
+            self.throttle_wait = meter.create_histogram("bench.floor.throttle.wait", unit="s")
+            self.tokens_per_second = meter.create_histogram("bench.floor.tokens_per_second", unit="{token}/s")
         self.duration = meter.create_histogram(
             "gen_ai.client.operation.duration", unit="s", explicit_bucket_boundaries_advisory=DURATION_BUCKETS
         )

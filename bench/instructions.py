@@ -72,9 +72,9 @@ def child(arm_name: str, workload: str, calls: int) -> None:
         arm = arms.make_arm(arm_name, telemetry, Path(tempfile.mkdtemp()))
         arm.on()
         if arm_name.startswith("llm-otel"):
-            from llm_otel import _api
+            import llm_otel
 
-            for proc in _api._runtime.processors:  # type: ignore[union-attr]
+            for proc in llm_otel.instrument().processors:  # instrument() again returns the running runtime
                 if hasattr(proc, "interval_s"):
                     proc.interval_s = 3600.0  # the budget state commits at the flush too
         flush = arm.flush

@@ -199,7 +199,7 @@ class BudgetProcessor:
         now = self._now()
         for a, group, key in self._route(info.provider, info.operation, info.request_model, info.attributes).blocking:
             st = self._states.get(key)
-            if st is None or st.used < a.reach_limit:  # (rolling: used is an upper bound until old buckets expire)
+            if st is None or not a.blocks(st.used):  # (rolling: used is an upper bound until old buckets expire)
                 continue
             if a.rolling is None:
                 if not st.start <= now < st.end:
@@ -209,7 +209,7 @@ class BudgetProcessor:
                 with self._lock:
                     self._settle()
                     used, resets = self._rolling_used(a, st, now)
-                if used < a.reach_limit:
+                if not a.blocks(used):
                     continue
             b = a.budget
             raise BudgetExceeded(b.name, group, used, a.limit, b.unit, datetime.fromtimestamp(resets, b.tz))
